@@ -1,0 +1,39 @@
+"""dnn — a deep learning framework written from first principles.
+
+Every layer, loss and optimizer is plain array math with an explicit forward
+and backward pass, written once against the array namespace ``dnn.backend.xp``
+(NumPy, CuPy, PyTorch or array-api-strict, chosen by ``DNN_BACKEND``).
+"""
+
+from dnn import backend, init, layers, losses, metrics, optim
+from dnn.backend import set_backend, set_default_dtype, synchronize, to_device, to_numpy
+from dnn.backend.random import manual_seed
+from dnn.errors import BackendError, SerializationError, ShapeError
+from dnn.gradcheck import gradcheck
+from dnn.history import History
+from dnn.model import Sequential
+from dnn.parameter import Parameter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendError",
+    "History",
+    "Parameter",
+    "Sequential",
+    "SerializationError",
+    "ShapeError",
+    "backend",
+    "gradcheck",
+    "init",
+    "layers",
+    "losses",
+    "manual_seed",
+    "metrics",
+    "optim",
+    "set_backend",
+    "set_default_dtype",
+    "synchronize",
+    "to_device",
+    "to_numpy",
+]

@@ -1,0 +1,107 @@
+"""Seeded random numbers for the active backend (the Array API has no RNG).
+
+NumPy and array-api-strict draw from a ``numpy.random.Generator``, CuPy from a
+``cupy.random.Generator`` on the device and PyTorch from a ``torch.Generator``,
+so random arrays are born where they are used. ``manual_seed`` reseeds the one
+generator that initializers, Dropout and shuffling share.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dnn import backend
+
+_seed: int | None = None
+_generator: Any = None
+
+
+def manual_seed(seed: int) -> None:
+    """Seed the generator used by initializers, Dropout and shuffling."""
+    global _seed
+    _seed = int(seed)
+    reset()
+
+
+def reset() -> None:
+    """Recreate the generator for the active backend from the last seed."""
+    global _generator
+    if backend.name == "cupy":
+        _generator = backend.module.random.default_rng(_seed)
+    elif backend.name == "torch":
+        _generator = backend.module.Generator()
+        if _seed is None:
+            _generator.seed()
+        else:
+            _generator.manual_seed(_seed)
+    else:
+        _generator = np.random.default_rng(_seed)
+
+
+def get_state() -> dict[str, Any]:
+    """The generator's state as plain data (for exact resume)."""
+    if backend.name == "torch":
+        return {"torch": backend.to_numpy(_generator.get_state())}
+    if backend.name == "cupy":
+        return {"seed": _seed}
+    return {"numpy": _generator.bit_generator.state}
+
+
+def set_state(state: dict[str, Any]) -> None:
+    """Restore a state returned by :func:`get_state` on the same backend."""
+    if "torch" in state and backend.name == "torch":
+        _generator.set_state(backend.module.as_tensor(np.asarray(state["torch"])))
+    elif "numpy" in state and backend.name not in ("torch", "cupy"):
+        _generator.bit_generator.state = state["numpy"]
+
+
+def _dtype(dtype: Any) -> Any:
+    return backend.default_dtype() if dtype is None else dtype
+
+
+def _np_dtype(dtype: Any) -> Any:
+    return np.dtype(str(dtype).rsplit(".", 1)[-1].strip("'>"))
+
+
+def uniform(shape: tuple[int, ...], low: float = 0.0, high: float = 1.0, dtype: Any = None) -> Any:
+    """Samples of U(low, high) with the given shape and floating dtype."""
+    dtype = _dtype(dtype)
+    if backend.name == "torch":
+        out = backend.module.empty(shape, dtype=dtype)
+        return out.uniform_(low, high, generator=_generator)
+    if backend.name == "cupy":
+        return _generator.uniform(low, high, size=shape).astype(dtype, copy=False)
+    sample = _generator.uniform(low, high, size=shape).astype(_np_dtype(dtype))
+    return backend.asarray(sample, dtype=dtype)
+
+
+def normal(shape: tuple[int, ...], mean: float = 0.0, std: float = 1.0, dtype: Any = None) -> Any:
+    """Samples of N(mean, std²) with the given shape and floating dtype."""
+    dtype = _dtype(dtype)
+    if backend.name == "torch":
+        out = backend.module.empty(shape, dtype=dtype)
+        return out.normal_(mean, std, generator=_generator)
+    if backend.name == "cupy":
+        return _generator.normal(mean, std, size=shape).astype(dtype, copy=False)
+    sample = _generator.normal(mean, std, size=shape).astype(_np_dtype(dtype))
+    return backend.asarray(sample, dtype=dtype)
+
+
+def permutation(n: int) -> Any:
+    """A random permutation of ``0..n-1`` as a backend integer array."""
+    if backend.name == "torch":
+        return backend.module.randperm(n, generator=_generator)
+    if backend.name == "cupy":
+        return _generator.permutation(n)
+    return backend.asarray(_generator.permutation(n))
+
+
+def bernoulli(shape: tuple[int, ...], p_keep: float, dtype: Any = None) -> Any:
+    """A 0/1 mask of the given floating dtype, 1 with probability ``p_keep``."""
+    xp = backend.xp
+    return xp.astype(uniform(shape, dtype=dtype) < p_keep, _dtype(dtype))
+
+
+reset()

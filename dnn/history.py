@@ -1,0 +1,32 @@
+"""What ``fit`` returns: per-epoch logs as a dict of lists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class History:
+    def __init__(self) -> None:
+        self.history: dict[str, list[float]] = {}
+        self.epoch: list[int] = []
+
+    def append(self, epoch: int, logs: dict[str, float]) -> None:
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+
+    def to_pandas(self) -> Any:
+        """The history as a DataFrame indexed by epoch (needs pandas)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.history, index=pd.Index(self.epoch, name="epoch"))
+
+    def plot(self, path: str | None = None) -> Any:
+        """Training curves (loss and metrics per epoch); saved to ``path`` if given."""
+        from dnn.plot import plot_history
+
+        return plot_history(self, path)
+
+    def __repr__(self) -> str:
+        last = {k: round(v[-1], 4) for k, v in self.history.items() if v}
+        return f"History(epochs={len(self.epoch)}, last={last})"

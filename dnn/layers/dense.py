@@ -1,0 +1,99 @@
+"""Fully connected layer.
+
+Forward:  y = x @ W + b                      x: (N, in), W: (in, out), b: (out,)
+Backward: dL/dW = xᵀ @ g,  dL/db = Σ_n g,  dL/dx = g @ Wᵀ     with g = dL/dy
+Penalty:  l1·Σ|W| + l2·Σ W²  adds l1·sign(W) + 2·l2·W to dL/dW (NNFS ch. 14).
+
+Inputs with more than two dimensions, e.g. (batch, time, in), are treated as
+a batch of rows: the layer acts on the last axis, as in Keras and PyTorch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dnn import backend
+from dnn import init as initializers
+from dnn.backend import ops
+from dnn.errors import ShapeError
+from dnn.layers.base import Layer, register
+from dnn.parameter import Parameter
+
+
+@register
+class Dense(Layer):
+    param_names = ("weight", "bias")
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        init: str = "glorot_uniform",
+        l1: float = 0.0,
+        l2: float = 0.0,
+    ) -> None:
+        for arg, value in (("in_features", in_features), ("out_features", out_features)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Dense: {arg} must be a positive int, got {value!r}")
+        if l1 < 0 or l2 < 0:
+            raise ValueError(f"Dense: l1 and l2 must be >= 0, got l1={l1}, l2={l2}")
+        self.in_features, self.out_features = in_features, out_features
+        self.use_bias, self.init, self.l1, self.l2 = bias, init, float(l1), float(l2)
+        self.weight = Parameter(initializers.get(init)((in_features, out_features)), "weight")
+        self.bias = Parameter(initializers.zeros((out_features,)), "bias") if bias else None
+        self.param_names = ("weight", "bias") if bias else ("weight",)
+        self._x = None
+
+    def forward(self, x: Any, *, training: bool = False) -> Any:
+        if x.ndim < 2 or x.shape[-1] != self.in_features:
+            raise ShapeError(
+                f"{self.describe()}: expected input of shape (batch, {self.in_features}), "
+                f"got {tuple(x.shape)}"
+            )
+        self._x = x
+        y = x @ self.weight.data
+        if self.bias is not None:
+            y += self.bias.data
+        return y
+
+    def backward(self, grad: Any) -> Any:
+        xp = backend.xp
+        x, self._x = self._x, None
+        if x.ndim > 2:
+            x = xp.reshape(x, (-1, self.in_features))
+            grad_2d = xp.reshape(grad, (-1, self.out_features))
+        else:
+            grad_2d = grad
+        weight = self.weight
+        if weight.group is not None:
+            ops.matmul_into(x.T, grad_2d, out=weight.grad)
+        else:
+            weight.grad = x.T @ grad_2d
+        if self.l1:
+            weight.grad += self.l1 * xp.sign(weight.data)
+        if self.l2:
+            weight.grad += (2.0 * self.l2) * weight.data
+        if self.bias is not None:
+            self.bias.grad = xp.sum(grad_2d, axis=0)
+        return grad @ weight.data.T
+
+    def regularization_loss(self) -> Any:
+        xp = backend.xp
+        penalty = 0.0
+        if self.l1:
+            penalty = penalty + self.l1 * xp.sum(xp.abs(self.weight.data))
+        if self.l2:
+            penalty = penalty + self.l2 * xp.sum(self.weight.data * self.weight.data)
+        return penalty
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "in_features": self.in_features, "out_features": self.out_features,
+            "bias": self.use_bias, "init": self.init if isinstance(self.init, str) else "custom",
+            "l1": self.l1, "l2": self.l2,
+        }
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (*input_shape[:-1], self.out_features)
+

@@ -1,0 +1,31 @@
+"""Optimizers (torch.optim update rules and defaults) and learning-rate schedules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dnn.optim import schedules
+from dnn.optim.adagrad import Adagrad
+from dnn.optim.adam import Adam, AdamW, NAdam
+from dnn.optim.base import Optimizer
+from dnn.optim.rmsprop import RMSprop
+from dnn.optim.sgd import SGD
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {
+    cls.__name__: cls for cls in (SGD, Adagrad, RMSprop, Adam, AdamW, NAdam)
+}
+
+
+def get(optimizer: str | Optimizer, **kwargs: Any) -> Optimizer:
+    """An optimizer by name (``"adam"``, ``"SGD"``) with default arguments, or itself."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    by_lower = {k.lower(): v for k, v in OPTIMIZERS.items()}
+    cls = by_lower.get(str(optimizer).lower())
+    if cls is None:
+        raise ValueError(f"unknown optimizer {optimizer!r}; valid names are {', '.join(OPTIMIZERS)}")
+    return cls(**kwargs)
+
+
+__all__ = ["OPTIMIZERS", "SGD", "Adagrad", "Adam", "AdamW", "NAdam", "Optimizer", "RMSprop",
+           "get", "schedules"]

@@ -1,0 +1,30 @@
+"""Adagrad (torch.optim.Adagrad).
+
+lr_t = lr / (1 + (t − 1)·η);   g ← g + λ·θ;   s ← s + g²;   θ ← θ − lr_t·g / (√s + ε)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dnn import backend
+from dnn.optim.base import Optimizer
+
+
+class Adagrad(Optimizer):
+    state_names = ("sum",)
+
+    def __init__(self, lr: Any = 0.01, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 eps: float = 1e-10, **kwargs: Any) -> None:
+        super().__init__(lr, weight_decay, **kwargs)
+        self.lr_decay, self.eps = float(lr_decay), float(eps)
+
+    def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
+        if self.weight_decay:
+            grad = grad + self.weight_decay * param
+        lr_t = self.lr / (1.0 + (self.iterations - 1) * self.lr_decay)
+        state["sum"] += grad * grad
+        param -= lr_t * grad / (backend.xp.sqrt(state["sum"]) + self.eps)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "lr_decay": self.lr_decay, "eps": self.eps}

@@ -1,0 +1,103 @@
+"""Adam, AdamW and NAdam (torch.optim formulas and defaults).
+
+Adam:   g ← g + λ·θ;  m ← β₁·m + (1 − β₁)·g;  v ← β₂·v + (1 − β₂)·g²
+        θ ← θ − lr·(m / (1 − β₁ᵗ)) / (√(v / (1 − β₂ᵗ)) + ε)
+AdamW:  θ ← θ·(1 − lr·λ) first, then the Adam step without λ (decoupled decay).
+NAdam:  μ_t = β₁·(1 − ½·0.96^(t·ψ)),  Π_t = Π_{k≤t} μ_k
+        θ ← θ − lr·(1 − μ_t)/(1 − Π_t)·g/d − lr·μ_{t+1}/(1 − Π_t·μ_{t+1})·m/d,
+        d = √(v / (1 − β₂ᵗ)) + ε
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from dnn import backend
+from dnn.optim.base import Optimizer
+
+
+class Adam(Optimizer):
+    state_names = ("exp_avg", "exp_avg_sq")
+
+    def __init__(self, lr: Any = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(lr, weight_decay, **kwargs)
+        for beta in betas:
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas!r}")
+        self.betas, self.eps = (float(betas[0]), float(betas[1])), float(eps)
+
+    def _moments(self, grad: Any, state: dict[str, Any]) -> tuple[Any, Any]:
+        beta1, beta2 = self.betas
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg *= beta1
+        exp_avg += (1.0 - beta1) * grad
+        exp_avg_sq *= beta2
+        exp_avg_sq += (1.0 - beta2) * (grad * grad)
+        return exp_avg, exp_avg_sq
+
+    def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
+        if self.weight_decay:
+            grad = grad + self.weight_decay * param
+        self._adam_step(param, grad, state)
+
+    def _adam_step(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
+        beta1, beta2 = self.betas
+        t = self.iterations
+        exp_avg, exp_avg_sq = self._moments(grad, state)
+        step_size = self.lr / (1.0 - beta1**t)
+        denom = backend.xp.sqrt(exp_avg_sq) * (1.0 / math.sqrt(1.0 - beta2**t))
+        denom += self.eps
+        param -= step_size * (exp_avg / denom)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "betas": list(self.betas), "eps": self.eps}
+
+
+class AdamW(Adam):
+    def __init__(self, lr: Any = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.01, **kwargs: Any) -> None:
+        super().__init__(lr, betas, eps, weight_decay, **kwargs)
+
+    def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
+        if self.weight_decay:
+            param *= 1.0 - self.lr * self.weight_decay
+        self._adam_step(param, grad, state)
+
+
+class NAdam(Adam):
+    def __init__(self, lr: Any = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0,
+                 momentum_decay: float = 4e-3, **kwargs: Any) -> None:
+        super().__init__(lr, betas, eps, weight_decay, **kwargs)
+        self.momentum_decay = float(momentum_decay)
+        self._mu_product = (0, 1.0)  # (t, Π_t), advanced step by step
+
+    def _mu(self, t: int) -> float:
+        return self.betas[0] * (1.0 - 0.5 * 0.96 ** (t * self.momentum_decay))
+
+    def _mu_product_at(self, t: int) -> float:
+        """Π_{k≤t} μ_k, updated incrementally (recomputed after a resume)."""
+        done, product = self._mu_product
+        if done > t:
+            done, product = 0, 1.0
+        for k in range(done + 1, t + 1):
+            product *= self._mu(k)
+        self._mu_product = (t, product)
+        return product
+
+    def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
+        beta2 = self.betas[1]
+        t = self.iterations
+        if self.weight_decay:
+            grad = grad + self.weight_decay * param
+        mu, mu_next, mu_product = self._mu(t), self._mu(t + 1), self._mu_product_at(t)
+        exp_avg, exp_avg_sq = self._moments(grad, state)
+        denom = backend.xp.sqrt(exp_avg_sq) * (1.0 / math.sqrt(1.0 - beta2**t))
+        denom += self.eps
+        param -= (self.lr * (1.0 - mu) / (1.0 - mu_product)) * (grad / denom)
+        param -= (self.lr * mu_next / (1.0 - mu_product * mu_next)) * (exp_avg / denom)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "momentum_decay": self.momentum_decay}

@@ -1,0 +1,116 @@
+"""The optimizer protocol and the flat-buffer machinery every optimizer shares.
+
+``opt.step(params)`` packs the parameters into one flat buffer per dtype (once;
+see :mod:`dnn.parameter`), then calls :meth:`Optimizer.update` on the whole
+flat data, gradient and state arrays. An update rule is thus written once, as
+a few in-place vectorised operations, and runs at the speed of a single large
+elementwise pass whatever the number of layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dnn import backend
+from dnn.parameter import FlatGroup, Parameter, flat_groups
+
+Schedule = Callable[[int], float]
+
+
+class Optimizer:
+    #: names of the per-element state arrays the update rule keeps
+    state_names: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        lr: float | Schedule,
+        weight_decay: float = 0.0,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
+    ) -> None:
+        if not callable(lr) and not float(lr) > 0:
+            raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr!r}")
+        if weight_decay < 0:
+            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, got {weight_decay!r}")
+        for arg, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{type(self).__name__}: {arg} must be > 0, got {value!r}")
+        self.schedule: Schedule | None = lr if callable(lr) else None
+        self.lr = float(self.schedule(0) if self.schedule else lr)
+        self.weight_decay = float(weight_decay)
+        self.clipnorm, self.clipvalue = clipnorm, clipvalue
+        #: number of steps taken so far (t in the formulas is iterations after the step)
+        self.iterations = 0
+        self._states: dict[int, dict[str, Any]] = {}
+
+    def step(self, params: list[Parameter]) -> None:
+        """Update every parameter in place from its ``.grad``."""
+        if self.schedule is not None:
+            self.lr = float(self.schedule(self.iterations))
+        self.iterations += 1
+        groups = flat_groups(params)
+        if self.clipvalue is not None or self.clipnorm is not None:
+            self._clip([g.grad for g in groups])
+        for group in groups:
+            self.update(group.data, group.grad, self._state(group))
+
+    def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
+        """Update the flat ``param`` in place; ``state`` holds this group's flat state."""
+        raise NotImplementedError
+
+    def _state(self, group: FlatGroup) -> dict[str, Any]:
+        state = self._states.get(id(group))
+        if state is None or state.get("_group") is not group:
+            xp = backend.xp
+            state = {name: xp.zeros_like(group.data) for name in self.state_names}
+            state["_group"] = group
+            self._states[id(group)] = state
+        return state
+
+    def _clip(self, grads: list[Any]) -> None:
+        xp = backend.xp
+        if self.clipvalue is not None:
+            for g in grads:
+                g[...] = xp.clip(g, -self.clipvalue, self.clipvalue)
+        if self.clipnorm is not None:  # global norm over all parameters, as torch's clip_grad_norm_
+            norm = xp.sqrt(sum(xp.sum(g * g) for g in grads))
+            scale = xp.minimum(self.clipnorm / (norm + 1e-6), 1.0)
+            for g in grads:
+                g *= xp.astype(scale, g.dtype)
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self, params: list[Parameter]) -> dict[str, Any]:
+        """Counters and per-parameter state slices (``"3.exp_avg"``: state of params[3])."""
+        arrays: dict[str, Any] = {}
+        index = {id(p): i for i, p in enumerate(params)}
+        for state in self._states.values():
+            group: FlatGroup = state["_group"]
+            for j, p in enumerate(group.params):
+                if id(p) in index:
+                    for name in self.state_names:
+                        arrays[f"{index[id(p)]}.{name}"] = group.view(state[name], j)
+        return {"iterations": self.iterations, "lr": self.lr, "arrays": arrays}
+
+    def load_state_dict(self, params: list[Parameter], state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned, for the same parameter list."""
+        self.iterations = int(state["iterations"])
+        self.lr = float(state["lr"])
+        arrays = state["arrays"]
+        for group in flat_groups(params):
+            flat_state = self._state(group)
+            for j, p in enumerate(group.params):
+                i = next(k for k, q in enumerate(params) if q is p)
+                for name in self.state_names:
+                    key = f"{i}.{name}"
+                    if key in arrays:
+                        group.view(flat_state[name], j)[...] = backend.asarray(
+                            arrays[key], dtype=group.data.dtype
+                        )
+
+    def get_config(self) -> dict[str, Any]:
+        return {"lr": self.lr, "weight_decay": self.weight_decay}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"

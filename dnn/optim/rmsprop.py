@@ -1,0 +1,38 @@
+"""RMSprop (torch.optim.RMSprop, not centered).
+
+g ← g + λ·θ;   v ← α·v + (1 − α)·g²;   d = g / (√v + ε)
+θ ← θ − lr·d, or with momentum μ:  b ← μ·b + d,  θ ← θ − lr·b
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dnn import backend
+from dnn.optim.base import Optimizer
+
+
+class RMSprop(Optimizer):
+    def __init__(self, lr: Any = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(lr, weight_decay, **kwargs)
+        self.alpha, self.eps, self.momentum = float(alpha), float(eps), float(momentum)
+        self.state_names = ("square_avg", "momentum_buffer") if momentum else ("square_avg",)
+
+    def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
+        if self.weight_decay:
+            grad = grad + self.weight_decay * param
+        square_avg = state["square_avg"]
+        square_avg *= self.alpha
+        square_avg += (1.0 - self.alpha) * grad * grad
+        direction = grad / (backend.xp.sqrt(square_avg) + self.eps)
+        if self.momentum:
+            buf = state["momentum_buffer"]
+            buf *= self.momentum
+            buf += direction
+            direction = buf
+        param -= self.lr * direction
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "alpha": self.alpha, "eps": self.eps,
+                "momentum": self.momentum}

@@ -1,0 +1,40 @@
+"""Stochastic gradient descent with momentum and Nesterov (torch.optim.SGD).
+
+g ← g + λ·θ;   b ← g (first step), else b ← μ·b + (1 − τ)·g;
+g ← g + μ·b (Nesterov) or g ← b (momentum);   θ ← θ − lr·g
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dnn.optim.base import Optimizer
+
+
+class SGD(Optimizer):
+    def __init__(
+        self, lr: Any = 1e-3, momentum: float = 0.0, nesterov: bool = False,
+        weight_decay: float = 0.0, dampening: float = 0.0, **kwargs: Any,
+    ) -> None:
+        super().__init__(lr, weight_decay, **kwargs)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0")
+        self.momentum, self.nesterov, self.dampening = float(momentum), nesterov, float(dampening)
+        self.state_names = ("momentum_buffer",) if momentum else ()
+
+    def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
+        if self.weight_decay:
+            grad = grad + self.weight_decay * param
+        if self.momentum:
+            buf = state["momentum_buffer"]
+            if self.iterations == 1:
+                buf[...] = grad
+            else:
+                buf *= self.momentum
+                buf += (1.0 - self.dampening) * grad
+            grad = grad + self.momentum * buf if self.nesterov else buf
+        param -= self.lr * grad
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov,
+                "dampening": self.dampening}

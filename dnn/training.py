@@ -1,0 +1,116 @@
+"""The pieces of the training loop that are not math: batching, progress, input checks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from dnn import backend
+from dnn.backend import random
+from dnn.errors import ShapeError
+
+
+def batches(x: Any, y: Any, batch_size: int, shuffle: bool) -> Iterator[tuple[Any, Any]]:
+    """Mini-batches of (x, y) in order, or in a fresh random order each call."""
+    n = x.shape[0]
+    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
+    if not shuffle:
+        for start, stop in bounds:
+            yield x[start:stop, ...], y[start:stop, ...]
+        return
+    xp = backend.xp
+    order = random.permutation(n)
+    for start, stop in bounds:
+        index = order[start:stop]
+        yield xp.take(x, index, axis=0), xp.take(y, index, axis=0)
+
+
+class _Silent:
+    def update(self, n: int = 1) -> None: ...
+
+    def set_postfix(self, **kwargs: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def progress(total: int, desc: str, verbose: int) -> Any:
+    """A tqdm progress bar over ``total`` steps, or a silent stand-in for verbose=0."""
+    if not verbose:
+        return _Silent()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def check_fit_inputs(model: Any, x: Any, y: Any, batch_size: int, epochs: int,
+                     validation_split: float) -> tuple[Any, Any]:
+    """Validate training arguments once per call and move (x, y) to the backend.
+
+    Floating inputs take the default dtype; integer inputs become floating
+    unless the first layer reads integers (Embedding). Raises a clear error
+    for empty or mismatched data, bad batch sizes and non-finite values.
+    """
+    for arg, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            raise ValueError(f"fit: {arg} must be an int >= {low}, got {value!r}")
+    if not 0.0 <= validation_split < 1.0:
+        raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
+    if x is None or y is None:
+        raise ValueError("fit: x and y are both required")
+    x_shape, y_shape = tuple(x.shape), tuple(y.shape)
+    if len(x_shape) == 0 or x_shape[0] == 0:
+        raise ValueError(f"fit: x is empty (shape {x_shape})")
+    if len(y_shape) == 0 or y_shape[0] != x_shape[0]:
+        raise ShapeError(
+            f"fit: x and y must have the same number of samples, got x {x_shape} and y {y_shape}"
+        )
+    integer_input = getattr(model.layers[0], "integer_input", False) if model.layers else False
+    x = _to_backend(x, keep_integers=integer_input)
+    y = _to_backend(y, keep_integers=True)
+    xp = backend.xp
+    for name, arr in (("x", x), ("y", y)):
+        if xp.isdtype(arr.dtype, "real floating") and not bool(xp.all(xp.isfinite(arr))):
+            raise ValueError(f"fit: {name} contains NaN or Inf values")
+    _check_targets(model, x, y)
+    return x, y
+
+
+def _to_backend(arr: Any, keep_integers: bool) -> Any:
+    xp = backend.xp
+    arr = backend.asarray(arr)
+    if xp.isdtype(arr.dtype, "real floating"):
+        if arr.dtype != backend.default_dtype():
+            arr = xp.astype(arr, backend.default_dtype())
+    elif not keep_integers or xp.isdtype(arr.dtype, "bool"):
+        arr = xp.astype(arr, backend.default_dtype())
+    return arr
+
+
+def _check_targets(model: Any, x: Any, y: Any) -> None:
+    """Class-index labels must lie in [0, classes); one-hot rows must sum to 1."""
+    from dnn.losses import CategoricalCrossentropy, SoftmaxCrossEntropy
+
+    if not isinstance(model.loss, (CategoricalCrossentropy, SoftmaxCrossEntropy)):
+        return
+    xp = backend.xp
+    try:
+        classes = model.output_shape((1, *x.shape[1:]))[-1]
+    except Exception:  # a layer without output_shape: skip the range check
+        return
+    if y.ndim == 1 and not xp.isdtype(y.dtype, "real floating"):
+        low, high = int(xp.min(y)), int(xp.max(y))
+        if low < 0 or high >= classes:
+            raise ValueError(
+                f"fit: class labels must be in [0, {classes}) for a model with {classes} "
+                f"outputs, got labels from {low} to {high}"
+            )
+    elif y.ndim == 2:
+        if y.shape[1] != classes:
+            raise ShapeError(
+                f"fit: one-hot targets must have {classes} columns, got {y.shape[1]}"
+            )
+        sums = xp.sum(xp.astype(y, backend.default_dtype()), axis=1)
+        if not bool(xp.all(xp.abs(sums - 1.0) < 1e-3)):
+            raise ValueError("fit: one-hot target rows must each sum to 1")
