@@ -1,0 +1,81 @@
+"""Shared fixtures: every test that takes ``backend_name`` runs once per installed backend."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+import dnn
+from dnn import backend
+
+BACKEND_NAMES = ["numpy", "array_api_strict", "torch", "cupy"]
+DATA_HOME = Path(os.environ.get("DNN_DATA_HOME", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+
+
+def _why_missing(name: str) -> str | None:
+    if name == "numpy":
+        return None
+    if importlib.util.find_spec(name) is None:
+        return f"{name} is not installed (pip install dnn[{name.split('_')[-1]}])"
+    if name == "cupy":
+        try:
+            import cupy
+
+            cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # no driver / no GPU
+            return f"cupy is installed but no CUDA GPU is usable: {exc}"
+    return None
+
+
+def backend_params(names: list[str] = BACKEND_NAMES) -> list:
+    """pytest params for the given backends, skipped with the reason where missing."""
+    params = []
+    for name in names:
+        why = _why_missing(name)
+        marks = [pytest.mark.skip(reason=why)] if why else []
+        params.append(pytest.param(name, id=name, marks=marks))
+    return params
+
+
+_DEFAULT = os.environ.get("DNN_BACKEND", "numpy")
+
+
+@pytest.fixture(autouse=True)
+def _restore_backend():
+    """Every test starts on the session's backend, float32, seed 0."""
+    dnn.set_backend(_DEFAULT)
+    dnn.set_default_dtype("float32")
+    dnn.manual_seed(0)
+    yield
+    dnn.set_backend(_DEFAULT)
+    dnn.set_default_dtype("float32")
+
+
+@pytest.fixture(params=backend_params())
+def backend_name(request) -> str:
+    """Switch to each installed backend in turn (float32, seed 0)."""
+    dnn.set_backend(request.param)
+    dnn.manual_seed(0)
+    return request.param
+
+
+@pytest.fixture
+def float64(backend_name) -> str:
+    """Each installed backend in float64 (for gradient checks and parity)."""
+    dnn.set_default_dtype("float64")
+    return backend_name
+
+
+@pytest.fixture
+def data_home() -> Path:
+    """Where the real Fashion-MNIST / MNIST files are (../shared/datasets)."""
+    if not (DATA_HOME / "fashion-mnist").is_dir():
+        pytest.skip(f"datasets not found in {DATA_HOME} (set DNN_DATA_HOME)")
+    return DATA_HOME
+
+
+def to_numpy(x):
+    return backend.to_numpy(x)
