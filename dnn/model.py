@@ -142,7 +142,7 @@ class Sequential(Layer):
         self._check_compiled("fit")
         x, y = check_fit_inputs(self, x, y, batch_size, epochs, validation_split)
         if validation_split:
-            split = x.shape[0] - int(math.ceil(x.shape[0] * validation_split))
+            split = x.shape[0] - math.ceil(x.shape[0] * validation_split)
             validation_data = (x[split:, ...], y[split:, ...])
             x, y = x[:split, ...], y[:split, ...]
         if validation_data is not None:
