@@ -32,3 +32,39 @@ def take_along_last(x: Any, labels: Any) -> Any:
     if backend.name in ("numpy", "cupy"):
         return backend.module.take_along_axis(x, labels[:, None], axis=1)[:, 0]
     return xp.sum(x * one_hot(labels, x.shape[1], x.dtype), axis=1)
+
+
+def scatter_add_rows(num_rows: int, index: Any, values: Any) -> Any:
+    """``out[index[i], :] += values[i, :]`` into a zero ``(num_rows, D)`` array.
+
+    ``index`` is (M,) integers in [0, num_rows), ``values`` is (M, D); repeated
+    indices add up (the gradient of a row gather such as an embedding lookup).
+    NumPy sorts the indices and sums each run with ``np.add.reduceat`` (faster
+    than ``np.add.at``), CuPy uses ``cupyx.scatter_add`` (atomic adds on the
+    device), PyTorch ``index_add_``; the portable path is ``one_hot(index)ᵀ @ values``,
+    which costs O(M·num_rows·D) and is meant for array-api-strict tests.
+    """
+    num_rows = int(num_rows)
+    shape = (num_rows, *tuple(values.shape[1:]))
+    mod = backend.module
+    if backend.name == "numpy":
+        out = mod.zeros(shape, dtype=values.dtype)
+        if index.shape[0] == 0:
+            return out
+        order = mod.argsort(index, kind="stable")
+        ordered = index[order]
+        starts = mod.flatnonzero(mod.concatenate(([True], ordered[1:] != ordered[:-1])))
+        out[ordered[starts]] = mod.add.reduceat(values[order], starts, axis=0)
+        return out
+    if backend.name == "cupy":
+        import cupyx
+
+        out = mod.zeros(shape, dtype=values.dtype)
+        cupyx.scatter_add(out, index, values)
+        return out
+    if backend.name == "torch":
+        out = mod.zeros(shape, dtype=values.dtype, device=values.device)
+        return out.index_add_(0, index, values)
+    flat = backend.xp.reshape(values, (values.shape[0], -1))
+    summed = one_hot(index, num_rows, values.dtype).T @ flat
+    return backend.xp.reshape(summed, shape)

@@ -15,11 +15,16 @@ from dnn.layers.activations import (
     activation,
 )
 from dnn.layers.base import REGISTRY, Layer, register
+from dnn.layers.batchnorm import BatchNorm
 from dnn.layers.dense import Dense
 from dnn.layers.dropout import Dropout
+from dnn.layers.embedding import Embedding
+from dnn.layers.layernorm import LayerNorm
+from dnn.layers.residual import Residual, layer_from_spec
 
 __all__ = [
     "ACTIVATIONS", "ELU", "GELU", "REGISTRY", "Dense", "Dropout", "Layer", "LeakyReLU",
     "Linear", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Softplus", "Tanh",
     "activation", "register",
 ]
+__all__ += ["BatchNorm", "Embedding", "LayerNorm", "Residual", "layer_from_spec"]

@@ -1,0 +1,83 @@
+"""Embedding: a lookup table of learned vectors, one row per token id.
+
+Forward:  y[..., :] = W[i[...], :]        i: integer array of any shape (...),
+                                          W: (num_embeddings, dim), y: (..., dim)
+Backward: dL/dW[k, :] = Σ_{positions p with i[p] = k} g[p, :]   (a scatter-add of
+          the rows of g = dL/dy into dW; repeated ids add up; rows never used get 0)
+
+The input is a set of indices, not a quantity, so there is no input gradient:
+``backward`` returns ``None`` (Embedding must therefore be the first layer of a
+model, or sit where nothing before it needs a gradient). ``integer_input = True``
+tells ``fit`` to keep integer inputs integer. The cache is the index array.
+The weight starts as N(0, 1), as in ``torch.nn.Embedding``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dnn import backend
+from dnn.backend import ops, random
+from dnn.errors import ShapeError
+from dnn.layers.base import Layer, register
+from dnn.parameter import Parameter
+
+
+@register
+class Embedding(Layer):
+    param_names = ("weight",)
+    #: read by ``dnn.training.check_fit_inputs``: keep integer inputs as integers
+    integer_input = True
+
+    def __init__(self, num_embeddings: int, dim: int) -> None:
+        for arg, value in (("num_embeddings", num_embeddings), ("dim", dim)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"Embedding: {arg} must be a positive int, got {value!r}")
+        self.num_embeddings, self.dim = num_embeddings, dim
+        self.weight = Parameter(random.normal((num_embeddings, dim), 0.0, 1.0), "weight")
+        self._index: Any = None
+
+    def forward(self, x: Any, *, training: bool = False) -> Any:
+        xp = backend.xp
+        if not xp.isdtype(x.dtype, "integral"):
+            raise ShapeError(
+                f"{self.describe()}: expected an integer array of token ids, got dtype {x.dtype} "
+                f"(shape {tuple(x.shape)})"
+            )
+        if x.ndim == 0:
+            raise ShapeError(f"{self.describe()}: expected ids of shape (batch, ...), got a scalar")
+        index = xp.reshape(x, (-1,))
+        if index.dtype not in (xp.int32, xp.int64):  # uint8/int16 ids: not every take accepts them
+            index = xp.astype(index, xp.int64)
+        # one reduction and one host read; indexing alone would wrap (CuPy) or accept -1 (NumPy)
+        if index.shape[0] and bool(xp.any((index < 0) | (index >= self.num_embeddings))):
+            low, high = int(xp.min(index)), int(xp.max(index))
+            raise ValueError(
+                f"{self.describe()}: ids must be in [0, {self.num_embeddings}), "
+                f"got ids from {low} to {high}"
+            )
+        self._index = (index, tuple(x.shape))
+        rows = xp.take(self.weight.data, index, axis=0)
+        return xp.reshape(rows, (*tuple(x.shape), self.dim))
+
+    def backward(self, grad: Any) -> None:
+        """Sets ``weight.grad`` by a scatter-add of the rows of ``grad``; returns ``None``."""
+        xp = backend.xp
+        cache, self._index = self._index, None
+        if cache is None:
+            raise RuntimeError(f"{self.describe()}.backward called before forward")
+        index, in_shape = cache
+        if tuple(grad.shape) != (*in_shape, self.dim):
+            raise ShapeError(
+                f"{self.describe()}.backward: expected a gradient of shape "
+                f"{(*in_shape, self.dim)}, got {tuple(grad.shape)}"
+            )
+        rows = xp.reshape(grad, (-1, self.dim))
+        self.weight.grad = ops.scatter_add_rows(self.num_embeddings, index, rows)
+        return None
+
+    def get_config(self) -> dict[str, Any]:
+        return {"num_embeddings": self.num_embeddings, "dim": self.dim}
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (*tuple(input_shape), self.dim)
