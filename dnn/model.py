@@ -98,10 +98,21 @@ class Sequential(Layer):
         loss: str | losses.Loss = "SoftmaxCrossEntropy",
         optimizer: str | optim.Optimizer = "adam",
         metrics: Sequence[str | metric_lib.Metric] = (),
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
     ) -> None:
-        """Choose the loss, optimizer and metrics; packs parameters into flat buffers."""
+        """Choose the loss, optimizer and metrics; packs parameters into flat buffers.
+
+        ``clipnorm`` / ``clipvalue`` set the optimizer's gradient clipping (global
+        norm / per element), as the optimizer arguments of the same names do.
+        """
         self.loss = losses.get(loss)
         self.optimizer = optim.get(optimizer)
+        for arg, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue)):
+            if value is not None:
+                if not value > 0:
+                    raise ValueError(f"compile: {arg} must be > 0, got {value!r}")
+                setattr(self.optimizer, arg, float(value))
         self.metrics = [metric_lib.get(m) for m in metrics]
         self._params = self.parameters()
         if self._params:
@@ -151,10 +162,12 @@ class Sequential(Layer):
             random.manual_seed(seed)
         history = History()
         self.stop_training = False
+        steps = math.ceil(x.shape[0] / batch_size)
         for cb in callbacks:
             cb.set_model(self)
+            cb.set_params({"epochs": epochs, "steps": steps, "verbose": verbose,
+                           "log_every": log_every})
             cb.on_train_begin()
-        steps = math.ceil(x.shape[0] / batch_size)
         for epoch in range(initial_epoch, epochs):
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
@@ -162,7 +175,7 @@ class Sequential(Layer):
                                    log_every, callbacks)
             if validation_data is not None:
                 val = self.evaluate(*validation_data, batch_size=max(batch_size, 256))
-                logs.update({f"val_{k}": v for k, v in val.items()})
+                logs.update({f"val_{k}": v for k, v in val.items() if isinstance(v, float)})
             history.append(epoch, logs)
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
@@ -194,7 +207,7 @@ class Sequential(Layer):
                     cb.on_batch_end(step, logs)
             if (step + 1) % log_every == 0 or step + 1 == steps:
                 mean_loss = float(loss_sum) / seen  # the one host sync per log_every steps
-                if not math.isfinite(mean_loss):
+                if not math.isfinite(mean_loss) and not self.stop_training:
                     bar.close()
                     raise FloatingPointError(
                         f"fit: the loss became {mean_loss} in epoch {epoch + 1}, between steps "
@@ -202,13 +215,13 @@ class Sequential(Layer):
                         "rate, clip gradients (clipnorm=) or check the inputs for NaN/Inf"
                     )
                 bar.set_postfix(loss=f"{mean_loss:.4f}",
-                                **{m.name: f"{m.result():.4f}" for m in self.metrics})
+                                **{m.name: f"{m.result():.4f}" for m in self.metrics if m.scalar})
             bar.update(1)
             if self.stop_training:
                 break
         bar.close()
         logs = {"loss": float(loss_sum) / max(seen, 1)}
-        logs.update({m.name: m.result() for m in self.metrics})
+        logs.update({m.name: m.result() for m in self.metrics if m.scalar})
         return logs
 
     def evaluate(self, x: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
