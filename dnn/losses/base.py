@@ -29,7 +29,15 @@ class Loss:
 
     def backward(self) -> Any:
         """dL/dy_pred for the last call; frees the cache."""
-        return self.gradient()
+        try:
+            return self.gradient()
+        except (TypeError, AttributeError) as exc:
+            if getattr(self, "_cache", None) is not None:
+                raise
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called before a forward call "
+                "(or twice for one forward): call loss(y_pred, y_true) first"
+            ) from exc
 
     def gradient(self) -> Any:
         raise NotImplementedError
