@@ -65,6 +65,9 @@ def scatter_add_rows(num_rows: int, index: Any, values: Any) -> Any:
     if backend.name == "torch":
         out = mod.zeros(shape, dtype=values.dtype, device=values.device)
         return out.index_add_(0, index, values)
-    flat = backend.xp.reshape(values, (values.shape[0], -1))
+    width = 1
+    for d in shape[1:]:
+        width *= int(d)
+    flat = backend.xp.reshape(values, (values.shape[0], width))
     summed = one_hot(index, num_rows, values.dtype).T @ flat
     return backend.xp.reshape(summed, shape)
