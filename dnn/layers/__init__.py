@@ -16,10 +16,13 @@ from dnn.layers.activations import (
 )
 from dnn.layers.base import REGISTRY, Layer, register
 from dnn.layers.batchnorm import BatchNorm
+from dnn.layers.conv import Conv2D
 from dnn.layers.dense import Dense
 from dnn.layers.dropout import Dropout
 from dnn.layers.embedding import Embedding
 from dnn.layers.layernorm import LayerNorm
+from dnn.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from dnn.layers.reshape import Flatten, Reshape
 from dnn.layers.residual import Residual, layer_from_spec
 
 __all__ = [
@@ -28,3 +31,4 @@ __all__ = [
     "activation", "register",
 ]
 __all__ += ["BatchNorm", "Embedding", "LayerNorm", "Residual", "layer_from_spec"]
+__all__ += ["AvgPool2D", "Conv2D", "Flatten", "GlobalAvgPool2D", "MaxPool2D", "Reshape"]

@@ -1,0 +1,142 @@
+"""Pooling over kh × kw windows of NCHW images (PyTorch semantics, floor mode).
+
+The windows are read as kh·kw strided slices of the (padded) input, one per
+window offset (i, j) (:func:`dnn.backend.windows.window_slices`): each is an
+(N, C, OH, OW) view, so pooling is kh·kw vectorised elementwise passes and
+never a loop over samples or pixels. For the common non-overlapping case
+(stride = kernel) the slices are exactly ``x.reshape(N, C, OH, kh, OW, kw)[:, :, :, i, :, j]``
+and the backward assigns each slice's gradient in place (no zero fill, no adds).
+
+MaxPool2D:  y = max_(i,j) X[.., s·p + i, s·q + j]  (X padded with −∞);
+            dL/dx routes g[.., p, q] to the first arg-max of its window (row-major
+            order, as PyTorch picks it: ties have one winner); other entries get 0.
+AvgPool2D:  y = (1 / kh·kw) Σ_(i,j) X[.., s·p + i, s·q + j]  (X zero-padded; the
+            padding counts in the divisor, PyTorch's count_include_pad=True);
+            dL/dx: each window entry receives g / (kh·kw), summed where windows overlap.
+GlobalAvgPool2D: (N, C, H, W) -> (N, C), y = mean over H, W;  dL/dx = g / (H·W) everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dnn import backend
+from dnn.backend import windows
+from dnn.layers.base import Layer, register
+from dnn.layers.conv import _pair, check_nchw
+
+
+class _Pool2D(Layer):
+    """Shared arguments, checks, shapes and config of MaxPool2D and AvgPool2D."""
+
+    def __init__(self, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] | None = None,
+                 padding: int | tuple[int, int] = 0) -> None:
+        name = type(self).__name__
+        self.kernel_size = _pair(kernel_size, "kernel_size", name, 1)
+        self.stride = self.kernel_size if stride is None else _pair(stride, "stride", name, 1)
+        self.padding = _pair(padding, "padding", name, 0)
+        for p, k in zip(self.padding, self.kernel_size):
+            if p > k // 2:
+                raise ValueError(
+                    f"{name}: padding must be at most half the kernel size, got padding="
+                    f"{padding!r} for kernel_size={kernel_size!r}"
+                )
+        self._cache: Any = None
+
+    def _windows(self, x: Any, pad_value: float) -> tuple[list[Any], tuple[int, ...]]:
+        check_nchw(self, x, None, self.kernel_size, self.padding)
+        xpad = windows.pad2d(x, self.padding, value=pad_value)
+        return windows.window_slices(xpad, self.kernel_size, self.stride), tuple(xpad.shape)
+
+    def _take(self) -> Any:
+        cached, self._cache = self._cache, None
+        if cached is None:
+            raise RuntimeError(f"{self.describe()}.backward called before forward")
+        return cached
+
+    def get_config(self) -> dict[str, Any]:
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding)}
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        n, c, h, w = input_shape
+        return (
+            n, c,
+            windows.out_size(h, self.kernel_size[0], self.stride[0], self.padding[0]),
+            windows.out_size(w, self.kernel_size[1], self.stride[1], self.padding[1]),
+        )
+
+
+@register
+class MaxPool2D(_Pool2D):
+    """``MaxPool2D(kernel_size, stride=None, padding=0)``; stride defaults to kernel_size."""
+
+    def forward(self, x: Any, *, training: bool = False) -> Any:
+        xp = backend.xp
+        pieces, padded_shape = self._windows(x, float("-inf"))
+        count = len(pieces)
+        best = pieces[0]
+        index = xp.zeros(tuple(best.shape), dtype=xp.int8 if count < 128 else xp.int32)
+        for t in range(1, count):
+            piece = pieces[t]
+            better = piece > best  # strict: the first maximum keeps the window
+            best = xp.maximum(best, piece)
+            index = xp.where(better, xp.asarray(t, dtype=index.dtype), index)
+        if count == 1:
+            best = best * 1.0  # a copy, never a view of the input
+        self._cache = (index, padded_shape)
+        return best
+
+    def backward(self, grad: Any) -> Any:
+        xp = backend.xp
+        index, padded_shape = self._take()
+        zero = xp.zeros((), dtype=grad.dtype)
+        count = self.kernel_size[0] * self.kernel_size[1]
+        pieces = (xp.where(index == t, grad, zero) for t in range(count))
+        dx = windows.fold_slices(pieces, padded_shape, self.kernel_size, self.stride, like=grad)
+        return windows.crop2d(dx, self.padding)
+
+
+@register
+class AvgPool2D(_Pool2D):
+    """``AvgPool2D(kernel_size, stride=None, padding=0)``; stride defaults to kernel_size."""
+
+    def forward(self, x: Any, *, training: bool = False) -> Any:
+        pieces, padded_shape = self._windows(x, 0.0)
+        total = pieces[0]
+        for piece in pieces[1:]:
+            total = total + piece
+        self._cache = padded_shape
+        return total * (1.0 / len(pieces))
+
+    def backward(self, grad: Any) -> Any:
+        padded_shape = self._take()
+        count = self.kernel_size[0] * self.kernel_size[1]
+        share = grad * (1.0 / count)
+        dx = windows.fold_slices((share for _ in range(count)), padded_shape,
+                                 self.kernel_size, self.stride, like=grad)
+        return windows.crop2d(dx, self.padding)
+
+
+@register
+class GlobalAvgPool2D(Layer):
+    """``GlobalAvgPool2D()``: (N, C, H, W) -> (N, C), the mean over each feature map."""
+
+    def __init__(self) -> None:
+        self._shape: tuple[int, ...] | None = None
+
+    def forward(self, x: Any, *, training: bool = False) -> Any:
+        check_nchw(self, x, None, (1, 1), (0, 0))
+        self._shape = tuple(x.shape)
+        return backend.xp.mean(x, axis=(2, 3))
+
+    def backward(self, grad: Any) -> Any:
+        if self._shape is None:
+            raise RuntimeError(f"{self.describe()}.backward called before forward")
+        xp = backend.xp
+        (_, _, h, w), self._shape = self._shape, None
+        return grad[:, :, None, None] * xp.full((1, 1, h, w), 1.0 / (h * w), dtype=grad.dtype)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(input_shape[:2])
