@@ -20,10 +20,14 @@ from dnn.layers.conv import Conv2D
 from dnn.layers.dense import Dense
 from dnn.layers.dropout import Dropout
 from dnn.layers.embedding import Embedding
+from dnn.layers.gru import GRU
 from dnn.layers.layernorm import LayerNorm
+from dnn.layers.lstm import LSTM
 from dnn.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
+from dnn.layers.recurrent import Recurrent
 from dnn.layers.reshape import Flatten, Reshape
 from dnn.layers.residual import Residual, layer_from_spec
+from dnn.layers.rnn import RNN
 
 __all__ = [
     "ACTIVATIONS", "ELU", "GELU", "REGISTRY", "Dense", "Dropout", "Layer", "LeakyReLU",
@@ -32,3 +36,4 @@ __all__ = [
 ]
 __all__ += ["BatchNorm", "Embedding", "LayerNorm", "Residual", "layer_from_spec"]
 __all__ += ["AvgPool2D", "Conv2D", "Flatten", "GlobalAvgPool2D", "MaxPool2D", "Reshape"]
+__all__ += ["GRU", "LSTM", "RNN", "Recurrent"]

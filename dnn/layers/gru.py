@@ -1,0 +1,117 @@
+"""Gated recurrent unit (Cho et al. 2014), PyTorch/cuDNN variant, gate order r, z, n.
+
+Forward, per step (x: (B, T, in), W_ih: (in, 3H), W_hh: (H, 3H), b_ih, b_hh: (3H,)):
+    a = x_t @ W_ih + b_ih = [a_r | a_z | a_n],   u = h_{t-1} @ W_hh + b_hh = [u_r | u_z | u_n]
+    r = σ(a_r + u_r),   z = σ(a_z + u_z),   n = tanh(a_n + r ⊙ u_n)
+    h_t = (1 − z) ⊙ n + z ⊙ h_{t-1}  =  n + z ⊙ (h_{t-1} − n)
+
+Backward (BPTT), with dh = dL/dh_t from the output and from step t+1:
+    dn̂ = dh ⊙ (1 − z) ⊙ (1 − n²)          (gradient of n's pre-activation)
+    dr̂ = dn̂ ⊙ u_n ⊙ r(1 − r),   dẑ = dh ⊙ (h_{t-1} − n) ⊙ z(1 − z)
+    da = [dr̂ | dẑ | dn̂],          du = [dr̂ | dẑ | dn̂ ⊙ r]
+    dh_{t-1} = dh ⊙ z + du @ W_hhᵀ
+and after the loop dW_ih = Σ_t x_tᵀ da_t, db_ih = Σ da, dW_hh = Σ_t h_{t-1}ᵀ du_t,
+db_hh = Σ du, dx_t = da_t @ W_ihᵀ (see :mod:`dnn.layers.recurrent`).
+
+r and z share one tanh: σ(v) = ½·tanh(½v) + ½, with the r/z columns of the
+weights and biases scaled by ½ once per forward.
+
+Initialisation: W_ih Glorot-uniform, W_hh orthogonal (one block per gate),
+both biases zeros. The two biases are kept apart as in PyTorch (and Keras'
+``reset_after=True``), because b_hn sits inside r ⊙ (…).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dnn import backend
+from dnn import init as initializers
+from dnn.layers.base import register
+from dnn.layers.recurrent import Recurrent
+from dnn.parameter import Parameter
+
+
+@register
+class GRU(Recurrent):
+    """GRU over (batch, time, features); returns h_T (B, H) or all h_t (B, T, H)."""
+
+    param_names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    gates = 3
+
+    def __init__(self, input_size: int, hidden_size: int, return_sequences: bool = False) -> None:
+        super().__init__(input_size, hidden_size, return_sequences)
+        self.bias_ih = Parameter(initializers.zeros((3 * hidden_size,)), "bias_ih")
+        self.bias_hh = Parameter(initializers.zeros((3 * hidden_size,)), "bias_hh")
+
+    def _scale(self, dtype: Any) -> Any:
+        xp = backend.xp
+        h = self.hidden_size
+        return xp.concat([xp.full((2 * h,), 0.5, dtype=dtype), xp.ones((h,), dtype=dtype)])
+
+    def forward(self, x: Any, *, training: bool = False, initial_state: Any = None) -> Any:
+        xp = backend.xp
+        self._check_input(x)
+        batch, steps, _ = x.shape
+        (h,) = self._check_state(initial_state, batch, x.dtype)
+        hsz = self.hidden_size
+        s = self._scale(x.dtype)
+        w_hh = self.weight_hh.data * s
+        b_hh = self.bias_hh.data * s
+        x_tm, xw = self._project_inputs(x, self.bias_ih.data)
+        xw *= s
+        hs = xp.empty((steps + 1, batch, hsz), dtype=x.dtype)
+        hs[0, ...] = h
+        gates, cands, u_ns = [], [], []
+        for t in range(steps):
+            u = h @ w_hh
+            u += b_hh
+            a = xw[t, ...]
+            rz = xp.tanh(a[:, :2 * hsz] + u[:, :2 * hsz])
+            rz *= 0.5
+            rz += 0.5
+            u_n = u[:, 2 * hsz:]
+            n = rz[:, :hsz] * u_n
+            n += a[:, 2 * hsz:]
+            n = xp.tanh(n)
+            h = h - n
+            h *= rz[:, hsz:]
+            h += n
+            hs[t + 1, ...] = h
+            gates.append(rz)
+            cands.append(n)
+            u_ns.append(u_n)
+        self._cache = {"x_tm": x_tm, "hs": hs, "gates": gates, "cands": cands, "u_ns": u_ns,
+                       "batch": batch, "steps": steps}
+        return self._outputs(hs)
+
+    def backward(self, grad: Any) -> Any:
+        xp = backend.xp
+        cache = self._take_cache()
+        self._check_grad(grad, cache)
+        batch, steps, hsz = cache["batch"], cache["steps"], self.hidden_size
+        hs, gates, cands, u_ns = cache["hs"], cache["gates"], cache["cands"], cache["u_ns"]
+        w_hh_t = self.weight_hh.data.T
+        grad_seq, dh = self._output_grads(grad)
+        das, dus = [], []
+        for t in range(steps - 1, -1, -1):
+            if grad_seq is not None:
+                dh = grad_seq[t, ...] if dh is None else dh + grad_seq[t, ...]
+            rz, n, h_prev = gates[t], cands[t], hs[t, ...]
+            r, z = rz[:, :hsz], rz[:, hsz:]
+            dn = dh - dh * z
+            dn *= 1.0 - n * n
+            drz = xp.concat([dn * u_ns[t], dh * (h_prev - n)], axis=1)
+            drz *= rz * (1.0 - rz)
+            das.append(xp.concat([drz, dn], axis=1))
+            du = xp.concat([drz, dn * r], axis=1)
+            dus.append(du)
+            dh = dh * z + du @ w_hh_t
+        self.grad_initial_state = dh
+        da_all = xp.concat(das[::-1], axis=0)
+        du_all = xp.concat(dus[::-1], axis=0)
+        h_prev = xp.reshape(hs[:-1, ...], (steps * batch, hsz))
+        self._set_grad(self.weight_hh, h_prev.T, du_all)
+        self.bias_hh.grad = xp.sum(du_all, axis=0)
+        self.bias_ih.grad = xp.sum(da_all, axis=0)
+        return self._input_grads(cache["x_tm"], da_all, batch, steps)

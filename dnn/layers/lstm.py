@@ -1,0 +1,143 @@
+"""Long short-term memory (Hochreiter & Schmidhuber 1997), gate order i, f, g, o.
+
+Forward, per step (x: (B, T, in), W_ih: (in, 4H), W_hh: (H, 4H), b: (4H,)):
+    z = x_t @ W_ih + b + h_{t-1} @ W_hh = [z_i | z_f | z_g | z_o]
+    i = σ(z_i),  f = σ(z_f),  g = tanh(z_g),  o = σ(z_o)
+    c_t = f ⊙ c_{t-1} + i ⊙ g,     h_t = o ⊙ tanh(c_t)
+
+Backward (BPTT), with dh = dL/dh_t (from the output and from step t+1) and
+dc = dL/dc_t carried from step t+1:
+    dc  += dh ⊙ o ⊙ (1 − tanh²(c_t))
+    do = dh ⊙ tanh(c_t),   di = dc ⊙ g,   df = dc ⊙ c_{t-1},   dg = dc ⊙ i
+    dz = [di·i(1−i) | df·f(1−f) | dg·(1−g²) | do·o(1−o)]
+    dh_{t-1} = dz @ W_hhᵀ,   dc_{t-1} = dc ⊙ f
+and after the loop dW_ih = Σ_t x_tᵀ dz_t, dW_hh = Σ_t h_{t-1}ᵀ dz_t, db = Σ dz,
+dx_t = dz_t @ W_ihᵀ (see :mod:`dnn.layers.recurrent` for the GEMM layout).
+
+All four gates go through ONE tanh per step: σ(z) = ½·tanh(½z) + ½, so the
+pre-activations are computed already scaled by s = [½, ½, 1, ½] (the weights
+are scaled once per forward) and act = a ⊙ tanh(s ⊙ z) + c with
+a = [½, ½, 1, ½], c = [½, ½, 0, ½]; the derivative of every gate is then
+a ⊙ s ⊙ (1 − tanh²), again one expression over the (B, 4H) block.
+
+Initialisation: W_ih Glorot-uniform, W_hh orthogonal (one block per gate),
+b zeros except the forget-gate bias, which is 1 (``unit_forget_bias=True``,
+the Keras default; Jozefowicz et al. 2015): the cell starts out remembering,
+which helps gradients flow through long sequences. PyTorch's ``nn.LSTM`` has
+two biases; ``bias`` here equals their sum.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dnn import backend
+from dnn.layers.base import register
+from dnn.layers.recurrent import Recurrent
+from dnn.parameter import Parameter
+
+
+@register
+class LSTM(Recurrent):
+    """LSTM over (batch, time, features); returns h_T (B, H) or all h_t (B, T, H)."""
+
+    param_names = ("weight_ih", "weight_hh", "bias")
+    gates = 4
+    state_size = 2
+
+    def __init__(self, input_size: int, hidden_size: int, return_sequences: bool = False,
+                 unit_forget_bias: bool = True) -> None:
+        super().__init__(input_size, hidden_size, return_sequences)
+        self.unit_forget_bias = bool(unit_forget_bias)
+        xp = backend.xp
+        h = hidden_size
+        dtype = backend.default_dtype()
+        forget = 1.0 if unit_forget_bias else 0.0
+        self.bias = Parameter(xp.concat([xp.zeros((h,), dtype=dtype), xp.full((h,), forget, dtype=dtype),
+                                         xp.zeros((2 * h,), dtype=dtype)]), "bias")
+
+    def _affine(self, dtype: Any) -> tuple[Any, Any, Any]:
+        """(s, a, c): the per-column scale, slope and offset of the one-tanh trick."""
+        xp = backend.xp
+        h = self.hidden_size
+
+        def cols(i: float, g: float) -> Any:
+            return xp.concat([xp.full((2 * h,), i, dtype=dtype), xp.full((h,), g, dtype=dtype),
+                              xp.full((h,), i, dtype=dtype)])
+
+        return cols(0.5, 1.0), cols(0.5, 1.0), cols(0.5, 0.0)
+
+    def forward(self, x: Any, *, training: bool = False, initial_state: Any = None) -> Any:
+        xp = backend.xp
+        self._check_input(x)
+        batch, steps, _ = x.shape
+        h, c = self._check_state(initial_state, batch, x.dtype)
+        hsz = self.hidden_size
+        s, a, off = self._affine(x.dtype)
+        w_hh = self.weight_hh.data * s
+        x_tm, xw = self._project_inputs(x, self.bias.data)
+        xw *= s
+        hs = xp.empty((steps + 1, batch, hsz), dtype=x.dtype)
+        hs[0, ...] = h
+        tanhs, acts, cells, tanh_cells = [], [], [c], []
+        for t in range(steps):
+            z = h @ w_hh
+            z += xw[t, ...]
+            th = xp.tanh(z)
+            act = th * a
+            act += off
+            i, f = act[:, :hsz], act[:, hsz:2 * hsz]
+            g, o = act[:, 2 * hsz:3 * hsz], act[:, 3 * hsz:]
+            c = f * c
+            c += i * g
+            tc = xp.tanh(c)
+            h = o * tc
+            hs[t + 1, ...] = h
+            tanhs.append(th)
+            acts.append(act)
+            cells.append(c)
+            tanh_cells.append(tc)
+        self._cache = {"x_tm": x_tm, "hs": hs, "tanhs": tanhs, "acts": acts, "cells": cells,
+                       "tanh_cells": tanh_cells, "batch": batch, "steps": steps}
+        return self._outputs(hs)
+
+    def backward(self, grad: Any) -> Any:
+        xp = backend.xp
+        cache = self._take_cache()
+        self._check_grad(grad, cache)
+        batch, steps, hsz = cache["batch"], cache["steps"], self.hidden_size
+        tanhs, acts, cells, tanh_cells = cache["tanhs"], cache["acts"], cache["cells"], cache["tanh_cells"]
+        s, a, _ = self._affine(grad.dtype)
+        k = a * s
+        w_hh_t = self.weight_hh.data.T
+        grad_seq, dh = self._output_grads(grad)
+        dc = None
+        dzs = []
+        for t in range(steps - 1, -1, -1):
+            if grad_seq is not None:
+                dh = grad_seq[t, ...] if dh is None else dh + grad_seq[t, ...]
+            act, tc = acts[t], tanh_cells[t]
+            i, f = act[:, :hsz], act[:, hsz:2 * hsz]
+            g, o = act[:, 2 * hsz:3 * hsz], act[:, 3 * hsz:]
+            do = dh * tc
+            dct = dh * o
+            dct *= 1.0 - tc * tc
+            if dc is not None:
+                dct += dc
+            dact = xp.concat([dct * g, dct * cells[t], dct * i, do], axis=1)
+            th = tanhs[t]
+            deriv = 1.0 - th * th
+            deriv *= k
+            dz = dact * deriv
+            dzs.append(dz)
+            dh = dz @ w_hh_t
+            dc = dct * f
+        self.grad_initial_state = (dh, dc)
+        dz_all = xp.concat(dzs[::-1], axis=0)
+        h_prev = xp.reshape(cache["hs"][:-1, ...], (steps * batch, hsz))
+        self._set_grad(self.weight_hh, h_prev.T, dz_all)
+        self.bias.grad = xp.sum(dz_all, axis=0)
+        return self._input_grads(cache["x_tm"], dz_all, batch, steps)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}

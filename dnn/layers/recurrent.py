@@ -1,0 +1,171 @@
+"""What RNN, LSTM and GRU share: arguments, input checks, the layout of the time loop.
+
+Input is batch-first, x: (B, T, in). Each cell computes, per time step t,
+pre-activations z_t = x_t @ W_ih + b + h_{t-1} @ W_hh (GRU keeps the two
+halves apart) and a new state from them. The loop is arranged so that the
+only per-step matrix product is the recurrent one, (B, H) @ (H, k·H):
+
+forward   X = x transposed to time-major and flattened to (T·B, in);
+          XW = X @ W_ih + b for ALL steps in one GEMM, (T, B, k·H);
+          for t: z_t = XW[t] + h_{t-1} @ W_hh, then elementwise gate math.
+backward  (full backpropagation through time) for t = T−1 … 0: the
+          elementwise gate derivatives give dZ[t], and dh_{t-1} = dZ[t] @ W_hhᵀ.
+          After the loop, one GEMM each:
+          dW_ih = Xᵀ @ dZ,  dW_hh = H_prevᵀ @ dZ  (H_prev: h_0 … h_{T−1} stacked),
+          db = Σ dZ,        dx = dZ @ W_ihᵀ  (back to batch-first).
+
+What is cached for BPTT is O(B·T·H): the input, the gate activations and
+the states of every step. ``backward`` drops it.
+
+Output: the last hidden state h_T (B, H), or the whole sequence (B, T, H)
+with ``return_sequences=True``; ``backward`` takes the gradient of whichever
+was returned. An initial state (h0, or (h0, c0) for LSTM) may be passed to
+``forward``; zeros otherwise. After ``backward`` the gradient with respect to
+the initial state is in ``layer.grad_initial_state`` (same structure as the
+state: an array, or a tuple (dh0, dc0) for LSTM).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dnn import backend
+from dnn import init as initializers
+from dnn.backend import ops
+from dnn.errors import ShapeError
+from dnn.layers.base import Layer
+from dnn.parameter import Parameter
+
+
+class Recurrent(Layer):
+    """Base class of RNN, LSTM and GRU: arguments, checks and the shared GEMMs.
+
+    Subclasses set ``gates`` (k in the k·H width of the weights), ``state_size``
+    (1, or 2 for LSTM's (h, c)) and implement ``_loop_forward`` /
+    ``_loop_backward`` on time-major arrays.
+    """
+
+    gates: int = 1
+    state_size: int = 1
+
+    def __init__(self, input_size: int, hidden_size: int, return_sequences: bool = False) -> None:
+        name = type(self).__name__
+        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
+        if not isinstance(return_sequences, bool):
+            raise ValueError(f"{name}: return_sequences must be a bool, got {return_sequences!r}")
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.return_sequences = return_sequences
+        width = self.gates * hidden_size
+        self.weight_ih = Parameter(initializers.glorot_uniform((input_size, width)), "weight_ih")
+        self.weight_hh = Parameter(self._orthogonal_recurrent(), "weight_hh")
+        #: gradient of the loss w.r.t. the initial state, set by ``backward``
+        self.grad_initial_state: Any = None
+        self._cache: dict[str, Any] | None = None
+
+    def _orthogonal_recurrent(self) -> Any:
+        """(H, k·H) made of k orthogonal (H, H) blocks, one per gate (as Keras does)."""
+        xp = backend.xp
+        h = self.hidden_size
+        blocks = [initializers.orthogonal((h, h)) for _ in range(self.gates)]
+        return blocks[0] if self.gates == 1 else xp.concat(blocks, axis=1)
+
+    # ----------------------------------------------------------------- checks
+    def _check_input(self, x: Any) -> None:
+        if x.ndim != 3 or x.shape[2] != self.input_size:
+            raise ShapeError(
+                f"{self.describe()}: expected input of shape (batch, time, {self.input_size}), "
+                f"got {tuple(x.shape)}"
+            )
+        if x.shape[1] == 0:
+            raise ShapeError(f"{self.describe()}: the input has no time steps (shape {tuple(x.shape)})")
+
+    def _check_state(self, state: Any, batch: int, dtype: Any) -> Any:
+        """The initial state as a tuple of (B, H) backend arrays (zeros when None)."""
+        xp = backend.xp
+        shape = (batch, self.hidden_size)
+        if state is None:
+            return tuple(xp.zeros(shape, dtype=dtype) for _ in range(self.state_size))
+        parts = tuple(state) if self.state_size > 1 else (state,)
+        if self.state_size > 1 and (isinstance(state, (list, tuple)) is False or len(parts) != 2):
+            raise ShapeError(f"{self.describe()}: initial_state must be a pair (h0, c0)")
+        out = []
+        for part in parts:
+            part = backend.asarray(part, dtype=dtype)
+            if tuple(part.shape) != shape:
+                raise ShapeError(
+                    f"{self.describe()}: expected initial state of shape {shape}, "
+                    f"got {tuple(part.shape)}"
+                )
+            out.append(part)
+        return tuple(out)
+
+    def _check_grad(self, grad: Any, cache: dict[str, Any]) -> None:
+        b, t = cache["batch"], cache["steps"]
+        want = (b, t, self.hidden_size) if self.return_sequences else (b, self.hidden_size)
+        if tuple(grad.shape) != want:
+            raise ShapeError(
+                f"{self.describe()}.backward: expected a gradient of shape {want}, "
+                f"got {tuple(grad.shape)}"
+            )
+
+    # ----------------------------------------------------------------- shared GEMMs
+    def _project_inputs(self, x: Any, bias: Any) -> tuple[Any, Any]:
+        """X (T·B, in) time-major and XW = X @ W_ih + bias as (T, B, k·H), one GEMM."""
+        xp = backend.xp
+        b, t, _ = x.shape
+        x_tm = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (t * b, self.input_size))
+        xw = x_tm @ self.weight_ih.data
+        xw += bias
+        return x_tm, xp.reshape(xw, (t, b, self.gates * self.hidden_size))
+
+    def _set_grad(self, p: Parameter, a: Any, b: Any) -> None:
+        """p.grad = a @ b, straight into the flat gradient buffer when there is one."""
+        if p.group is not None:
+            ops.matmul_into(a, b, out=p.grad)
+        else:
+            p.grad = a @ b
+
+    def _input_grads(self, x_tm: Any, dz: Any, batch: int, steps: int) -> Any:
+        """dW_ih = Xᵀ @ dZ (one GEMM) and dx = dZ @ W_ihᵀ back to (B, T, in)."""
+        xp = backend.xp
+        self._set_grad(self.weight_ih, x_tm.T, dz)
+        dx = xp.reshape(dz @ self.weight_ih.data.T, (steps, batch, self.input_size))
+        return xp.permute_dims(dx, (1, 0, 2))
+
+    def _outputs(self, hs: Any) -> Any:
+        """hs: (T+1, B, H) with h_0 first -> the sequence (B, T, H) or the last state."""
+        xp = backend.xp
+        if self.return_sequences:
+            return xp.permute_dims(hs[1:, ...], (1, 0, 2))
+        return hs[-1, ...]
+
+    def _take_cache(self) -> dict[str, Any]:
+        cache, self._cache = self._cache, None
+        if cache is None:
+            raise RuntimeError(f"{self.describe()}.backward called before forward")
+        return cache
+
+    def _output_grads(self, grad: Any) -> tuple[Any, Any]:
+        """(per-step grads (T, B, H) or None, grad of the last h (B, H))."""
+        xp = backend.xp
+        if self.return_sequences:
+            grad_tm = xp.permute_dims(grad, (1, 0, 2))
+            return grad_tm, None
+        return None, grad
+
+    # ----------------------------------------------------------------- description
+    def get_config(self) -> dict[str, Any]:
+        return {"input_size": self.input_size, "hidden_size": self.hidden_size,
+                "return_sequences": self.return_sequences}
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(input_shape) != 3 or input_shape[2] != self.input_size:
+            raise ShapeError(
+                f"{self.describe()}: expected input of shape (batch, time, {self.input_size}), "
+                f"got {tuple(input_shape)}"
+            )
+        if self.return_sequences:
+            return (input_shape[0], input_shape[1], self.hidden_size)
+        return (input_shape[0], self.hidden_size)
