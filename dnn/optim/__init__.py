@@ -8,7 +8,9 @@ from dnn.optim import schedules
 from dnn.optim.adagrad import Adagrad
 from dnn.optim.adam import Adam, AdamW, NAdam
 from dnn.optim.base import Optimizer
+from dnn.optim.random_search import RandomSearch, RandomSearchResult
 from dnn.optim.rmsprop import RMSprop
+from dnn.optim.scipy import LBFGS, ScipyOptimizer, ScipyResult
 from dnn.optim.sgd import SGD
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {
@@ -27,5 +29,5 @@ def get(optimizer: str | Optimizer, **kwargs: Any) -> Optimizer:
     return cls(**kwargs)
 
 
-__all__ = ["OPTIMIZERS", "SGD", "Adagrad", "Adam", "AdamW", "NAdam", "Optimizer", "RMSprop",
-           "get", "schedules"]
+__all__ = ["LBFGS", "OPTIMIZERS", "SGD", "Adagrad", "Adam", "AdamW", "NAdam", "Optimizer", "RMSprop",
+           "RandomSearch", "RandomSearchResult", "ScipyOptimizer", "ScipyResult", "get", "schedules"]
