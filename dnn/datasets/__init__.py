@@ -1,0 +1,21 @@
+"""Data sets: the NNFS book's synthetic generators and MNIST / Fashion-MNIST.
+
+All loaders return host NumPy arrays; ``fit`` moves them to the backend.
+"""
+
+from dnn.datasets.download import data_home
+from dnn.datasets.idx import DatasetError, read_idx_images, read_idx_labels, write_idx
+from dnn.datasets.mnist import (
+    FASHION_MNIST_CLASSES,
+    MNIST_CLASSES,
+    load_fashion_mnist,
+    load_idx_dataset,
+    load_mnist,
+)
+from dnn.datasets.synthetic import sine_data, spiral_data, vertical_data
+
+__all__ = [
+    "FASHION_MNIST_CLASSES", "MNIST_CLASSES", "DatasetError", "data_home", "load_fashion_mnist",
+    "load_idx_dataset", "load_mnist", "read_idx_images", "read_idx_labels", "sine_data",
+    "spiral_data", "vertical_data", "write_idx",
+]
