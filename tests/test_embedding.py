@@ -129,3 +129,14 @@ def test_embedding_trains_in_fit_with_integer_ids(backend_name):
     losses = history.history["loss"]
     assert losses[-1] < 0.5 * losses[0]
     assert history.history["accuracy"][-1] > 0.95
+
+
+def test_embedding_model_file_roundtrip(backend_name, tmp_path):
+    if not hasattr(dnn, "load_model"):
+        pytest.skip("dnn.load_model is not available")
+    model = dnn.Sequential([Embedding(6, 3), Dense(3, 2)])
+    path = tmp_path / "embedding.dnn"
+    model.save(str(path))
+    loaded = dnn.load_model(str(path))
+    ids = np.array([[0, 5], [2, 2]])
+    np.testing.assert_array_equal(loaded.predict(ids), model.predict(ids))

@@ -134,3 +134,20 @@ def test_sequential_with_batchnorm_and_residual_trains_on_spirals(backend_name):
     result = model.evaluate(x, y)
     assert result["accuracy"] > 0.9, result
     assert np.abs(_np(model.layers[1].running_mean)).max() > 0.0
+
+
+def test_model_file_roundtrip_with_residual_and_norms(backend_name, tmp_path):
+    if not hasattr(dnn, "load_model"):
+        pytest.skip("dnn.load_model is not available")
+    model = dnn.Sequential([Dense(2, 4), BatchNorm(4),
+                            Residual(dnn.Sequential([Dense(4, 4), ReLU(), LayerNorm(4)])), Dense(4, 3)])
+    model.compile(loss="SoftmaxCrossEntropy", optimizer="adam")
+    x, y = spiral_data(20, 3)
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, seed=0)
+    path = tmp_path / "model.dnn"
+    model.save(str(path))
+    loaded = dnn.load_model(str(path))
+    assert isinstance(loaded.layers[2], Residual)
+    assert loaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(_np(loaded.layers[1].running_var), _np(model.layers[1].running_var))
+    np.testing.assert_allclose(loaded.predict(x), model.predict(x), rtol=1e-6, atol=1e-6)
