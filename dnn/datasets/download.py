@@ -114,19 +114,21 @@ def fetch(
     if not download_missing:
         raise DatasetError(f"{path} not found and downloading is disabled. {manual}")
     failures = []
+    offline = False
     for base in mirrors:
         url = base.rstrip("/") + "/" + filename
         try:
             return download(url, path, sha256, progress=progress)
         except DatasetError as exc:
             failures.append(str(exc))
-        except (urllib.error.URLError, OSError, ValueError) as exc:  # offline, HTTP error, timeout
-            reason = getattr(exc, "reason", None) or exc
-            failures.append(f"{url}: {type(exc).__name__}: {reason}")
+        except urllib.error.HTTPError as exc:  # the server answered, but not with the file
+            failures.append(f"{url}: HTTP {exc.code} {exc.reason}")
+        except (urllib.error.URLError, OSError, ValueError) as exc:  # offline, refused, timeout
+            offline = True
+            failures.append(f"{url}: {type(exc).__name__}: {getattr(exc, 'reason', None) or exc}")
     tried = "\n  ".join(failures) or "(no mirrors given)"
-    raise DatasetError(
-        f"could not download {filename} (are you offline?). Tried:\n  {tried}\n{manual}"
-    )
+    hint = " (are you offline?)" if offline else ""
+    raise DatasetError(f"could not download {filename}{hint}. Tried:\n  {tried}\n{manual}")
 
 
 class _NoBar:
