@@ -38,3 +38,12 @@ __all__ = [
     "to_device",
     "to_numpy",
 ]
+
+
+def __getattr__(name: str):  # PEP 562: submodules that load on first use
+    """``dnn.callbacks``, ``dnn.models`` and ``dnn.plot`` are imported when first touched."""
+    if name in ("callbacks", "models", "plot"):
+        import importlib
+
+        return importlib.import_module(f"dnn.{name}")
+    raise AttributeError(f"module 'dnn' has no attribute {name!r}")
