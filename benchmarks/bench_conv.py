@@ -1,0 +1,128 @@
+"""Convolution benchmarks, each next to PyTorch CPU on the same inputs in the same run (float32).
+
+    python -m pytest benchmarks/bench_conv.py --benchmark-only
+
+- ``conv_layer``: one forward + backward of Conv2D(32 -> 64, 3x3, padding 1) on a
+  64 x 32 x 28 x 28 batch;
+- ``cnn_step``: one training step of the reference CNN on a 64 x 1 x 28 x 28 batch:
+  conv3x3 1->32 pad 1, ReLU, maxpool 2, conv3x3 32->64 pad 1, ReLU, maxpool 2,
+  flatten, dense 3136->10, softmax cross-entropy, SGD step.
+
+Compare the ``dnn`` and ``torch`` rows of each group (``--benchmark-group-by=group``);
+the ratio dnn / torch is the figure of merit (target: the CNN step within 2x).
+Runs on the active ``DNN_BACKEND`` (NumPy by default).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dnn
+from dnn import backend
+from dnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+
+torch = pytest.importorskip("torch")
+
+BATCH = 64
+
+
+def _sync(value):
+    backend.synchronize()
+    return value
+
+
+@pytest.fixture(autouse=True)
+def _float32():
+    dnn.set_default_dtype("float32")
+    dnn.manual_seed(0)
+    yield
+
+
+# ----------------------------------------------------------------- one layer
+@pytest.fixture(scope="module")
+def conv_inputs():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((BATCH, 32, 28, 28), dtype=np.float32)
+    g = rng.standard_normal((BATCH, 64, 28, 28), dtype=np.float32)
+    return x, g
+
+
+@pytest.mark.benchmark(group="conv_layer 32->64 3x3 pad1 on 64x32x28x28, forward+backward")
+def test_conv_layer_dnn(benchmark, conv_inputs):
+    layer = Conv2D(32, 64, 3, padding=1)
+    x, g = (backend.asarray(a) for a in conv_inputs)
+
+    def step():
+        layer.forward(x, training=True)
+        return _sync(layer.backward(g))
+
+    dx = benchmark(step)
+    assert tuple(dx.shape) == (BATCH, 32, 28, 28)
+
+
+@pytest.mark.benchmark(group="conv_layer 32->64 3x3 pad1 on 64x32x28x28, forward+backward")
+def test_conv_layer_torch(benchmark, conv_inputs):
+    layer = torch.nn.Conv2d(32, 64, 3, padding=1)
+    x = torch.from_numpy(conv_inputs[0]).requires_grad_(True)
+    g = torch.from_numpy(conv_inputs[1])
+
+    def step():
+        x.grad = None
+        layer.zero_grad(set_to_none=True)
+        layer(x).backward(g)
+        return x.grad
+
+    dx = benchmark(step)
+    assert tuple(dx.shape) == (BATCH, 32, 28, 28)
+
+
+# ----------------------------------------------------------------- the reference CNN step
+def reference_cnn() -> dnn.Sequential:
+    """The benchmark CNN (also what ``examples/11_fashion_mnist_cnn.py`` trains)."""
+    return dnn.Sequential([
+        Conv2D(1, 32, 3, padding=1), ReLU(), MaxPool2D(2),
+        Conv2D(32, 64, 3, padding=1), ReLU(), MaxPool2D(2),
+        Flatten(), Dense(64 * 7 * 7, 10),
+    ])
+
+
+@pytest.fixture(scope="module")
+def batch():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((BATCH, 1, 28, 28), dtype=np.float32)
+    y = rng.integers(0, 10, size=BATCH)
+    return x, y
+
+
+@pytest.mark.benchmark(group="cnn_step batch 64, 1x28x28 (conv32-pool-conv64-pool-dense, SGD)")
+def test_cnn_step_dnn(benchmark, batch):
+    model = reference_cnn()
+    model.compile(loss=dnn.losses.SoftmaxCrossEntropy(), optimizer=dnn.optim.SGD(lr=0.01))
+    x, y = backend.asarray(batch[0]), backend.asarray(batch[1])
+    loss = benchmark(lambda: _sync(model.train_step(x, y)))
+    assert np.isfinite(float(loss))
+
+
+@pytest.mark.benchmark(group="cnn_step batch 64, 1x28x28 (conv32-pool-conv64-pool-dense, SGD)")
+def test_cnn_step_torch(benchmark, batch):
+    nn = torch.nn
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 10),
+    )
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = torch.from_numpy(batch[0]), torch.from_numpy(batch[1])
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    loss = benchmark(step)
+    assert np.isfinite(float(loss.detach()))
