@@ -140,3 +140,15 @@ def test_embedding_model_file_roundtrip(backend_name, tmp_path):
     loaded = dnn.load_model(str(path))
     ids = np.array([[0, 5], [2, 2]])
     np.testing.assert_array_equal(loaded.predict(ids), model.predict(ids))
+
+
+@pytest.mark.parametrize("num_rows, m, repeats", [(50, 30, False), (3, 40, True)],
+                         ids=["mostly-unique", "heavy-repeats"])
+def test_scatter_add_rows_trailing_dims(backend_name, num_rows, m, repeats):
+    rng = np.random.default_rng(4)
+    index = rng.integers(0, num_rows, m) if repeats else rng.permutation(num_rows)[:m]
+    values = rng.standard_normal((m, 2, 3)).astype(np.float32)
+    out = ops.scatter_add_rows(num_rows, _ids(index), backend.asarray(values))
+    expected = np.zeros((num_rows, 2, 3), np.float32)
+    np.add.at(expected, index, values)
+    np.testing.assert_allclose(_np(out), expected, rtol=1e-5, atol=1e-5)

