@@ -71,8 +71,8 @@ def uniform(shape: tuple[int, ...], low: float = 0.0, high: float = 1.0, dtype: 
     if backend.name == "torch":
         out = backend.module.empty(shape, dtype=dtype)
         return out.uniform_(low, high, generator=_generator)
-    if backend.name == "cupy":
-        return _generator.uniform(low, high, size=shape).astype(dtype, copy=False)
+    if backend.name == "cupy":  # cupy's Generator draws float32 natively
+        return _generator.uniform(low, high, size=shape, dtype=dtype)
     sample = _generator.uniform(low, high, size=shape).astype(_np_dtype(dtype))
     return backend.asarray(sample, dtype=dtype)
 
@@ -83,8 +83,8 @@ def normal(shape: tuple[int, ...], mean: float = 0.0, std: float = 1.0, dtype: A
     if backend.name == "torch":
         out = backend.module.empty(shape, dtype=dtype)
         return out.normal_(mean, std, generator=_generator)
-    if backend.name == "cupy":
-        return _generator.normal(mean, std, size=shape).astype(dtype, copy=False)
+    if backend.name == "cupy":  # cupy's Generator has standard_normal, not normal
+        return _generator.standard_normal(size=shape, dtype=dtype) * std + mean
     sample = _generator.normal(mean, std, size=shape).astype(_np_dtype(dtype))
     return backend.asarray(sample, dtype=dtype)
 
@@ -93,8 +93,8 @@ def permutation(n: int) -> Any:
     """A random permutation of ``0..n-1`` as a backend integer array."""
     if backend.name == "torch":
         return backend.module.randperm(n, generator=_generator)
-    if backend.name == "cupy":
-        return _generator.permutation(n)
+    if backend.name == "cupy":  # no Generator.permutation in cupy: sort random keys
+        return backend.module.argsort(_generator.random(n))  # float64 keys: ties negligible
     return backend.asarray(_generator.permutation(n))
 
 
