@@ -35,8 +35,9 @@ class Parameter:
 
     @grad.setter
     def grad(self, value: Any) -> None:
-        if self.group is not None and value is not None:
-            self._grad[...] = value  # keep the view into the flat buffer
+        if self.group is not None:
+            # keep the view into the flat buffer; None (zero_grad style) zeroes it
+            self._grad[...] = 0.0 if value is None else value
         else:
             self._grad = value
 
@@ -94,6 +95,7 @@ class FlatGroup:
 
 def flat_groups(params: list[Parameter]) -> list[FlatGroup]:
     """The flat groups holding exactly ``params``, packing them if needed."""
+    params = list({id(p): p for p in params}.values())  # a shared parameter counts once
     groups: list[FlatGroup] = []
     for p in params:
         if p.group is None:

@@ -492,3 +492,38 @@ def test_unknown_optimizer_lists_valid_names():
     assert "adadelta" in message
     for valid in REFERENCES:
         assert valid in message
+
+
+def test_state_dict_round_trip_with_a_shared_parameter(float64):
+    """A parameter listed twice (a layer used twice) is packed and saved once."""
+    init = initial_params()[:2]
+
+    def fresh():
+        a, b = (dnn.Parameter(dnn.to_device(p.copy()), f"p{i}") for i, p in enumerate(init))
+        return [a, b, a]
+
+    def step(opt, params):
+        grads = grad_fn([dnn.to_numpy(p.data).copy() for p in params[:2]])
+        for p, g in zip(params, grads):
+            p.grad = dnn.to_device(g)
+        opt.step(params)
+
+    params, opt = fresh(), Adam(lr=0.05)
+    for _ in range(3):
+        step(opt, params)
+    saved = opt.state_dict(params)
+    assert set(saved["arrays"]) == {"0.exp_avg", "0.exp_avg_sq", "1.exp_avg", "1.exp_avg_sq"}
+    saved = {**saved, "arrays": {k: dnn.to_numpy(v).copy() for k, v in saved["arrays"].items()}}
+    clones = fresh()
+    for c, p in zip(clones, params):
+        c.data[...] = p.data
+    resumed = Adam(lr=0.05)
+    resumed.load_state_dict(clones, saved)
+    for _ in range(3):
+        step(opt, params)
+        step(resumed, clones)
+    for c, p in zip(clones, params):
+        np.testing.assert_array_equal(dnn.to_numpy(c.data), dnn.to_numpy(p.data))
+    want = run_reference(ref_adam(lr=0.05), 6, init=init)
+    for p, w in zip(params, want[-1]):
+        np.testing.assert_allclose(dnn.to_numpy(p.data), w, rtol=1e-6)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dnn import backend
+from dnn.backend import ops
 from dnn.parameter import FlatGroup, Parameter, flat_groups
 
 Schedule = Callable[[int], float]
@@ -68,6 +69,25 @@ class Optimizer:
             self._states[id(group)] = state
         return state
 
+    @staticmethod
+    def _chunks(state: dict[str, Any], *flats: Any) -> Any:
+        """Yield ``(*chunk_of_each_flat, scratch)``: matching slices of the flat arrays
+        and a scratch array of the same length, for in-place updates with no
+        temporaries (:func:`dnn.backend.ops.elementwise_into`). On the CPU the chunk
+        is a cache-sized piece of the buffer, so the scratch stays small and hot;
+        on a GPU it is the whole buffer."""
+        n = flats[0].shape[0]
+        size = min(n, ops.scratch_elements())
+        scratch = state.get("_scratch")
+        if scratch is None or scratch.shape[0] != size or scratch.dtype != flats[0].dtype:
+            scratch = state["_scratch"] = backend.xp.empty((size,), dtype=flats[0].dtype)
+        if size == n:
+            yield (*flats, scratch)
+            return
+        for start in range(0, n, size):
+            stop = min(start + size, n)
+            yield (*(f[start:stop] for f in flats), scratch[: stop - start])
+
     def _clip(self, grads: list[Any]) -> None:
         xp = backend.xp
         if self.clipvalue is not None:
@@ -83,7 +103,9 @@ class Optimizer:
     def state_dict(self, params: list[Parameter]) -> dict[str, Any]:
         """Counters and per-parameter state slices (``"3.exp_avg"``: state of params[3])."""
         arrays: dict[str, Any] = {}
-        index = {id(p): i for i, p in enumerate(params)}
+        index: dict[int, int] = {}
+        for i, p in enumerate(params):
+            index.setdefault(id(p), i)  # a shared parameter is named by its first index
         for state in self._states.values():
             group: FlatGroup = state["_group"]
             for j, p in enumerate(group.params):
