@@ -11,6 +11,7 @@ from dnn.backend.random import manual_seed
 from dnn.errors import BackendError, SerializationError, ShapeError
 from dnn.gradcheck import gradcheck
 from dnn.history import History
+from dnn.io import load_model
 from dnn.model import Sequential
 from dnn.parameter import Parameter
 
@@ -28,6 +29,7 @@ __all__ = [
     "gradcheck",
     "init",
     "layers",
+    "load_model",
     "losses",
     "manual_seed",
     "metrics",

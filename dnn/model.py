@@ -22,7 +22,7 @@ from dnn.callbacks import Callback
 from dnn.history import History
 from dnn.layers.base import Layer, register
 from dnn.parameter import Parameter, flat_groups
-from dnn.training import batches, check_fit_inputs, progress
+from dnn.training import batches, check_fit_args, check_fit_inputs, check_predict_inputs, progress
 
 
 @register
@@ -38,6 +38,10 @@ class Sequential(Layer):
         self.metrics: list[metric_lib.Metric] = []
         self.stop_training = False
         self._input_shape: tuple[int, ...] | None = None
+        #: epochs finished by fit (saved in model files; resume with initial_epoch=model.epoch)
+        self.epoch = 0
+        #: RNG state at the end of the last fit, or loaded from a file (for exact resume)
+        self._rng_state: dict[str, Any] | None = None
 
     def add(self, layer: Layer) -> None:
         if not isinstance(layer, Layer):
@@ -148,9 +152,13 @@ class Sequential(Layer):
         """Train for ``epochs`` passes over (x, y) in mini-batches; returns a :class:`History`.
 
         ``validation_split`` holds out the last fraction of (x, y), as Keras does.
-        ``seed`` seeds shuffling and dropout for a reproducible run.
+        ``seed`` seeds shuffling and dropout for a reproducible run. Resuming with
+        ``initial_epoch > 0`` restores the random generator's state from the end of
+        the previous fit (or from the loaded model file) instead of re-seeding, so
+        an interrupted and resumed run equals the uninterrupted one.
         """
         self._check_compiled("fit")
+        check_fit_args(initial_epoch=initial_epoch, log_every=log_every)
         x, y = check_fit_inputs(self, x, y, batch_size, epochs, validation_split)
         if validation_split:
             split = x.shape[0] - math.ceil(x.shape[0] * validation_split)
@@ -158,8 +166,11 @@ class Sequential(Layer):
             x, y = x[:split, ...], y[:split, ...]
         if validation_data is not None:
             validation_data = check_fit_inputs(self, *validation_data, batch_size, 1, 0.0)
-        if seed is not None:
+        if initial_epoch > 0 and self._rng_state is not None:
+            random.set_state(self._rng_state)
+        elif seed is not None:
             random.manual_seed(seed)
+        self._rng_state = None  # save() during fit reads the live generator
         history = History()
         self.stop_training = False
         steps = math.ceil(x.shape[0] / batch_size)
@@ -177,6 +188,7 @@ class Sequential(Layer):
                 val = self.evaluate(*validation_data, batch_size=max(batch_size, 256))
                 logs.update({f"val_{k}": v for k, v in val.items() if isinstance(v, float)})
             history.append(epoch, logs)
+            self.epoch = epoch + 1
             for cb in callbacks:
                 cb.on_epoch_end(epoch, logs)
             if verbose:
@@ -184,6 +196,7 @@ class Sequential(Layer):
                       + ", ".join(f"{k}={v:.4f}" for k, v in logs.items()))
             if self.stop_training:
                 break
+        self._rng_state = random.get_state()
         for cb in callbacks:
             cb.on_train_end(history.history)
         self.history = history
@@ -227,7 +240,7 @@ class Sequential(Layer):
     def evaluate(self, x: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
         """Mean loss and each compiled metric over (x, y), in eval mode."""
         self._check_compiled("evaluate")
-        x, y = check_fit_inputs(self, x, y, batch_size, 1, 0.0)
+        x, y = check_fit_inputs(self, x, y, batch_size, 1, 0.0, where="evaluate")
         for metric in self.metrics:
             metric.reset()
         loss_sum: Any = 0.0
@@ -244,7 +257,7 @@ class Sequential(Layer):
     def predict(self, x: Any, batch_size: int = 256) -> Any:
         """Outputs for ``x`` in eval mode, in batches. NumPy in, NumPy out; backend in, backend out."""
         host = isinstance(x, np.ndarray)
-        x_dev = backend.asarray(x)
+        x_dev = check_predict_inputs(self, x, batch_size)
         outputs = [self.forward(xb, training=False)
                    for xb, _ in batches(x_dev, x_dev, batch_size, shuffle=False)]
         y = backend.xp.concat(outputs, axis=0)
@@ -272,6 +285,18 @@ class Sequential(Layer):
         from dnn.io import save_model
 
         save_model(self, path)
+
+    def save_weights(self, path: str) -> None:
+        """Write only the parameters and buffers (``state_dict()``) to one file."""
+        from dnn.io import save_weights
+
+        save_weights(self, path)
+
+    def load_weights(self, path: str) -> None:
+        """Load parameters and buffers saved by ``save_weights`` or ``save`` (keys and shapes must match)."""
+        from dnn.io import load_weights
+
+        load_weights(self, path)
 
     # ------------------------------------------------------------- helpers
     def _check_compiled(self, what: str) -> None:

@@ -45,36 +45,85 @@ def progress(total: int, desc: str, verbose: int) -> Any:
 
 
 def check_fit_inputs(model: Any, x: Any, y: Any, batch_size: int, epochs: int,
-                     validation_split: float) -> tuple[Any, Any]:
+                     validation_split: float, where: str = "fit") -> tuple[Any, Any]:
     """Validate training arguments once per call and move (x, y) to the backend.
 
     Floating inputs take the default dtype; integer inputs become floating
     unless the first layer reads integers (Embedding). Raises a clear error
     for empty or mismatched data, bad batch sizes and non-finite values.
+    ``where`` ("fit", "evaluate") starts every message.
     """
     for arg, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-            raise ValueError(f"fit: {arg} must be an int >= {low}, got {value!r}")
+            raise ValueError(f"{where}: {arg} must be an int >= {low}, got {value!r}")
     if not 0.0 <= validation_split < 1.0:
-        raise ValueError(f"fit: validation_split must be in [0, 1), got {validation_split!r}")
+        raise ValueError(f"{where}: validation_split must be in [0, 1), got {validation_split!r}")
     if x is None or y is None:
-        raise ValueError("fit: x and y are both required")
+        raise ValueError(f"{where}: x and y are both required")
+    if not model.layers:
+        raise ValueError(f"{where}: the model has no layers")
+    x, y = _numeric(x, "x", where), _numeric(y, "y", where)
     x_shape, y_shape = tuple(x.shape), tuple(y.shape)
     if len(x_shape) == 0 or x_shape[0] == 0:
-        raise ValueError(f"fit: x is empty (shape {x_shape})")
+        raise ValueError(f"{where}: x is empty (shape {x_shape})")
     if len(y_shape) == 0 or y_shape[0] != x_shape[0]:
         raise ShapeError(
-            f"fit: x and y must have the same number of samples, got x {x_shape} and y {y_shape}"
+            f"{where}: x and y must have the same number of samples, got x {x_shape} and y {y_shape}"
         )
     integer_input = getattr(model.layers[0], "integer_input", False) if model.layers else False
     x = _to_backend(x, keep_integers=integer_input)
     y = _to_backend(y, keep_integers=True)
-    xp = backend.xp
     for name, arr in (("x", x), ("y", y)):
-        if xp.isdtype(arr.dtype, "real floating") and not bool(xp.all(xp.isfinite(arr))):
-            raise ValueError(f"fit: {name} contains NaN or Inf values")
-    _check_targets(model, x, y)
+        _check_finite(arr, name, where)
+    _check_targets(model, x, y, where)
     return x, y
+
+
+def check_fit_args(initial_epoch: int, log_every: int) -> None:
+    """The counters of ``fit`` other than epochs and batch_size."""
+    for arg, value, low in (("initial_epoch", initial_epoch, 0), ("log_every", log_every, 1)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            raise ValueError(f"fit: {arg} must be an int >= {low}, got {value!r}")
+
+
+def check_predict_inputs(model: Any, x: Any, batch_size: int) -> Any:
+    """Validate ``predict``'s input (non-empty, numeric, finite) and move it to the backend."""
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"predict: batch_size must be an int >= 1, got {batch_size!r}")
+    if x is None:
+        raise ValueError("predict: x is required")
+    if not model.layers:
+        raise ValueError("predict: the model has no layers")
+    x = _numeric(x, "x", "predict")
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise ValueError(f"predict: x is empty (shape {tuple(x.shape)})")
+    x = _to_backend(x, keep_integers=getattr(model.layers[0], "integer_input", False))
+    _check_finite(x, "x", "predict")
+    return x
+
+
+def _numeric(arr: Any, name: str, where: str) -> Any:
+    """NumPy or backend arrays pass; lists become NumPy; strings/objects are refused."""
+    if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
+        try:
+            arr = np.asarray(arr)
+        except Exception as exc:
+            raise TypeError(f"{where}: {name} must be an array, got {type(arr).__name__}") from exc
+    if isinstance(arr, np.ndarray) and arr.dtype.kind not in "biuf":
+        raise TypeError(f"{where}: {name} must hold numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _check_finite(arr: Any, name: str, where: str) -> None:
+    """One device reduction and one host sync per call (not per step)."""
+    xp = backend.xp
+    if xp.isdtype(arr.dtype, "real floating") and not bool(xp.all(xp.isfinite(arr))):
+        bad = xp.logical_not(xp.isfinite(xp.reshape(arr, (arr.shape[0], -1))))
+        rows = xp.nonzero(xp.any(bad, axis=1))[0]
+        raise ValueError(
+            f"{where}: {name} contains NaN or Inf values ({int(rows.shape[0])} of "
+            f"{arr.shape[0]} samples, the first at index {int(rows[0])})"
+        )
 
 
 def _to_backend(arr: Any, keep_integers: bool) -> Any:
@@ -88,7 +137,7 @@ def _to_backend(arr: Any, keep_integers: bool) -> Any:
     return arr
 
 
-def _check_targets(model: Any, x: Any, y: Any) -> None:
+def _check_targets(model: Any, x: Any, y: Any, where: str = "fit") -> None:
     """Class-index labels must lie in [0, classes); one-hot rows must sum to 1."""
     from dnn.losses import CategoricalCrossentropy, SoftmaxCrossEntropy
 
@@ -102,15 +151,19 @@ def _check_targets(model: Any, x: Any, y: Any) -> None:
     if y.ndim == 1 and not xp.isdtype(y.dtype, "real floating"):
         low, high = int(xp.min(y)), int(xp.max(y))
         if low < 0 or high >= classes:
+            first = int(xp.nonzero((y < 0) | (y >= classes))[0][0])
             raise ValueError(
-                f"fit: class labels must be in [0, {classes}) for a model with {classes} "
-                f"outputs, got labels from {low} to {high}"
+                f"{where}: class labels must be in [0, {classes}) for a model with {classes} "
+                f"outputs, got labels from {low} to {high} (the first bad one, {int(y[first])}, "
+                f"at index {first})"
             )
     elif y.ndim == 2:
         if y.shape[1] != classes:
             raise ShapeError(
-                f"fit: one-hot targets must have {classes} columns, got {y.shape[1]}"
+                f"{where}: one-hot targets must have {classes} columns, got {y.shape[1]}"
             )
         sums = xp.sum(xp.astype(y, backend.default_dtype()), axis=1)
         if not bool(xp.all(xp.abs(sums - 1.0) < 1e-3)):
-            raise ValueError("fit: one-hot target rows must each sum to 1")
+            first = int(xp.nonzero(xp.logical_not(xp.abs(sums - 1.0) < 1e-3))[0][0])
+            raise ValueError(f"{where}: one-hot target rows must each sum to 1; row {first} "
+                             f"sums to {float(sums[first]):g}")

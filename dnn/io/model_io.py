@@ -1,0 +1,349 @@
+"""``save_model`` / ``load_model`` and ``save_weights`` / ``load_weights``.
+
+What a model file holds (see :mod:`dnn.io.container` for the byte layout):
+
+- metadata (JSON): format name and version, the dnn version that wrote it, the
+  backend and floating dtype it was saved from, the architecture as a layer
+  spec, and when the model was compiled: loss, optimizer (class + config, the
+  lr schedule as a spec), metrics, optimizer counters (``iterations``, ``lr``),
+  the number of finished epochs and the random generator's state;
+- arrays: ``state/<key>`` for every entry of ``model.state_dict()`` (parameters
+  and buffers), ``optimizer/<i>.<name>`` for the optimizer's per-parameter
+  state, ``rng/torch`` for a torch generator state.
+
+Arrays are stored as NumPy arrays on the host, so a file saved from one
+backend loads on any other. Loading builds the model from the architecture,
+then checks every array against the shape and dtype the built model expects.
+Resume: the generator state is attached to the loaded model, and
+``fit(..., initial_epoch=k)`` with ``k > 0`` restores it before training (see
+``Sequential.fit``); with the same backend the continued run is bitwise the
+run that was never interrupted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from dnn import backend
+from dnn.backend import random
+from dnn.errors import SerializationError
+from dnn.io.container import Archive, fail, write_archive
+from dnn.io.specs import (
+    SpecError,
+    decode_layer,
+    decode_loss,
+    decode_metric,
+    decode_optimizer,
+    encode_layer,
+    encode_loss,
+    encode_metric,
+    encode_optimizer,
+)
+
+#: the model-file format this code writes; files with a larger version are refused
+FORMAT = "dnn"
+FORMAT_VERSION = 1
+#: config integers above max(file size, this) are refused before any layer is built
+_MAX_UNBACKED_INT = 2**24
+
+
+# ---------------------------------------------------------------------- saving
+def save_model(model: Any, path: str | os.PathLike) -> None:
+    """Write ``model`` (architecture, weights, compile settings, optimizer state,
+    epoch counter, RNG state) to one file, atomically."""
+    meta = _header("model")
+    try:
+        meta["architecture"] = encode_layer(model)
+    except SpecError as exc:
+        raise SerializationError(f"{os.fspath(path)}: cannot save: {exc}") from exc
+    arrays = {f"state/{k}": _host(v) for k, v in model.state_dict().items()}
+    meta["dtype"] = _float_dtype_name(arrays)
+    meta["compile"] = None
+    loss, opt = getattr(model, "loss", None), getattr(model, "optimizer", None)
+    if loss is not None and opt is not None:
+        loss_spec, opt_spec = encode_loss(loss), encode_optimizer(opt)
+        if loss_spec is not None and opt_spec is not None:
+            metrics = [m for m in (encode_metric(m) for m in model.metrics) if m is not None]
+            meta["compile"] = {"loss": loss_spec, "optimizer": opt_spec, "metrics": metrics}
+            state = opt.state_dict(model._params)
+            meta["optimizer_state"] = {"iterations": int(state["iterations"]), "lr": float(state["lr"])}
+            arrays.update({f"optimizer/{k}": _host(v) for k, v in state["arrays"].items()})
+    meta["training"] = {"epoch": int(getattr(model, "epoch", 0) or 0)}
+    rng = getattr(model, "_rng_state", None) or random.get_state()
+    if "numpy" in rng:
+        meta["rng"] = {"kind": "numpy", "state": rng["numpy"]}
+    elif "torch" in rng:
+        meta["rng"] = {"kind": "torch"}
+        arrays["rng/torch"] = np.asarray(rng["torch"], dtype=np.uint8)
+    else:
+        meta["rng"] = None  # cupy: its generator state cannot be read back
+    write_archive(path, meta, arrays)
+
+
+def save_weights(model: Any, path: str | os.PathLike) -> None:
+    """Write only ``model.state_dict()`` (parameters and buffers), atomically."""
+    meta = _header("weights")
+    try:
+        meta["architecture"] = encode_layer(model)
+    except SpecError:
+        meta["architecture"] = None  # informative only; weights load by key and shape
+    arrays = {f"state/{k}": _host(v) for k, v in model.state_dict().items()}
+    meta["dtype"] = _float_dtype_name(arrays)
+    write_archive(path, meta, arrays)
+
+
+def _header(kind: str) -> dict[str, Any]:
+    import dnn
+
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "dnn_version": dnn.__version__,
+            "kind": kind, "backend": backend.name}
+
+
+def _host(arr: Any) -> np.ndarray:
+    return np.ascontiguousarray(backend.to_numpy(arr))
+
+
+def _float_dtype_name(arrays: dict[str, np.ndarray]) -> str:
+    for arr in arrays.values():
+        if arr.dtype.kind == "f":
+            return arr.dtype.name
+    return backend._default_dtype_name
+
+
+# ---------------------------------------------------------------------- loading
+def load_model(path: str | os.PathLike, compile: bool = True) -> Any:
+    """Rebuild a model saved with ``model.save(path)``, on the active backend.
+
+    ``compile=False`` skips the loss/optimizer (for inference). Raises
+    :class:`dnn.SerializationError` (naming the path and the problem) for a
+    missing, truncated, corrupted, foreign or inconsistent file.
+    """
+    with Archive(path) as ar:
+        meta = ar.meta
+        _check_header(ar, kinds=("model",))
+        arch = _field(ar, meta, "architecture", dict)
+        _check_config_ints(ar, arch)
+        dtype = _field(ar, meta, "dtype", str)
+        if dtype not in ("float32", "float64"):
+            raise fail(ar.path, f"metadata 'dtype' must be 'float32' or 'float64', got {dtype!r}")
+        comp = meta.get("compile") if compile else None
+        if comp is not None and not isinstance(comp, dict):
+            raise fail(ar.path, f"metadata 'compile' must be an object or null, got {comp!r:.80}")
+        from dnn.model import Sequential
+
+        try:
+            with _default_dtype(dtype):
+                model = decode_layer(arch)
+                if not isinstance(model, Sequential):
+                    raise SpecError(f"architecture: the top level must be a Sequential, "
+                                    f"got {type(model).__name__}")
+                if comp is not None:
+                    metrics = comp.get("metrics", [])
+                    if not isinstance(metrics, list):
+                        raise SpecError(f"compile.metrics must be a list, got {metrics!r:.80}")
+                    model.compile(loss=decode_loss(comp.get("loss")),
+                                  optimizer=decode_optimizer(comp.get("optimizer")),
+                                  metrics=[decode_metric(m) for m in metrics])
+        except SpecError as exc:
+            raise fail(ar.path, str(exc)) from exc
+        except RecursionError as exc:
+            raise fail(ar.path, "architecture is nested too deeply") from exc
+        model.load_state_dict(_read_state(ar, model, cast_floats=False))
+        if comp is not None:
+            _load_optimizer_state(ar, model)
+        training = meta.get("training") or {}
+        epoch = training.get("epoch", 0) if isinstance(training, dict) else None
+        if not _is_int(epoch) or epoch < 0:
+            raise fail(ar.path, f"metadata training.epoch must be an int >= 0, got {epoch!r:.80}")
+        model.epoch = epoch
+        model._rng_state = _read_rng(ar)
+        extra = ar.names - set(_expected_names(ar, model))
+        if extra:
+            raise fail(ar.path, f"unexpected arrays in the file: {_listing(extra)}")
+    return model
+
+
+def load_weights(model: Any, path: str | os.PathLike) -> None:
+    """Load parameters and buffers from a model or weights file into ``model``.
+
+    Keys and shapes must match ``model.state_dict()``; float32/float64 are
+    converted to the model's dtype, other dtype differences are refused.
+    """
+    with Archive(path) as ar:
+        _check_header(ar, kinds=("model", "weights"))
+        model.load_state_dict(_read_state(ar, model, cast_floats=True))
+
+
+def _check_header(ar: Archive, kinds: tuple[str, ...]) -> None:
+    import dnn
+
+    meta = ar.meta
+    if meta.get("format") != FORMAT:
+        raise fail(ar.path, f"not a dnn model file: metadata 'format' is {meta.get('format')!r:.80}, "
+                            f"expected {FORMAT!r}")
+    version = meta.get("format_version")
+    if not _is_int(version) or version < 1:
+        raise fail(ar.path, f"metadata 'format_version' must be an int >= 1, got {version!r:.80}")
+    if version > FORMAT_VERSION:
+        raise fail(ar.path, f"the file has format version {version} (written by dnn "
+                            f"{meta.get('dnn_version')!r:.40}); this dnn {dnn.__version__} reads "
+                            f"format versions up to {FORMAT_VERSION}: upgrade dnn to load it")
+    kind = meta.get("kind")
+    if kind not in kinds:
+        hint = (" (a weights-only file: build the model and call model.load_weights(path))"
+                if kind == "weights" else "")
+        raise fail(ar.path, f"file kind is {kind!r:.80}, expected {' or '.join(map(repr, kinds))}{hint}")
+
+
+def _field(ar: Archive, meta: dict[str, Any], key: str, kind: type) -> Any:
+    value = meta.get(key)
+    if not isinstance(value, kind):
+        raise fail(ar.path, f"metadata {key!r} must be a JSON {kind.__name__}, got {value!r:.80}")
+    return value
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_config_ints(ar: Archive, arch: Any) -> None:
+    """Refuse sizes no array in this file could back (a crafted Dense(10**9, 10**9))."""
+    limit = max(ar.size, _MAX_UNBACKED_INT)
+    stack: list[tuple[str, Any]] = [("architecture", arch)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{where}.{k}", v) for k, v in value.items() if "seed" not in str(k))
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
+        elif _is_int(value) and abs(value) > limit:
+            raise fail(ar.path, f"{where} = {value} is larger than anything this {ar.size}-byte "
+                                "file can hold; refusing to build the model")
+
+
+@contextlib.contextmanager
+def _default_dtype(name: str) -> Iterator[None]:
+    old = backend._default_dtype_name
+    backend.set_default_dtype(name)
+    try:
+        yield
+    finally:
+        backend.set_default_dtype(old)
+
+
+def _np_dtype(dtype: Any) -> np.dtype:
+    """The NumPy dtype matching a backend dtype (numpy, torch, array_api_strict, cupy)."""
+    return np.dtype(str(dtype).rsplit(".", 1)[-1].strip("'>"))
+
+
+def _layer_label(model: Any, key: str) -> str:
+    head, _, rest = key.partition(".")
+    layers = getattr(model, "layers", [])
+    if head.isdigit() and int(head) < len(layers):
+        return f"{layers[int(head)].describe()} {rest}"
+    return key
+
+
+def _read_state(ar: Archive, model: Any, cast_floats: bool) -> dict[str, np.ndarray]:
+    """Every ``state/<key>`` array, checked against the shape and dtype ``model`` expects."""
+    expected = {f"state/{k}": v for k, v in model.state_dict().items()}
+    present = {n for n in ar.names if n.startswith("state/")}
+    if missing := set(expected) - present:
+        raise fail(ar.path, "arrays missing for the architecture: " + _listing(
+            missing, lambda n: f"{n} ({_layer_label(model, n[6:])})"))
+    if unexpected := present - set(expected):
+        raise fail(ar.path, f"arrays the architecture has no place for: {_listing(unexpected)}")
+    state: dict[str, np.ndarray] = {}
+    for name, current in expected.items():
+        key = name[len("state/"):]
+        want = _np_dtype(current.dtype)
+        arr = ar.array(name, shape=tuple(current.shape), dtype=None if cast_floats else want,
+                       label=_layer_label(model, key))
+        if arr.dtype != want:
+            if not (cast_floats and arr.dtype.kind == "f" and want.kind == "f"):
+                raise fail(ar.path, f"array {name!r} ({_layer_label(model, key)}) has dtype "
+                                    f"{arr.dtype}, expected {want}")
+            arr = arr.astype(want)
+        state[key] = arr
+    return state
+
+
+def _optimizer_expected(model: Any) -> dict[str, Any]:
+    opt = model.optimizer
+    return {f"optimizer/{i}.{name}": p for i, p in enumerate(model._params)
+            for name in opt.state_names}
+
+
+def _expected_names(ar: Archive, model: Any) -> list[str]:
+    names = [f"state/{k}" for k in model.state_dict()]
+    if model.optimizer is not None and getattr(model, "_params", None) is not None:
+        names += list(_optimizer_expected(model))
+    if isinstance(ar.meta.get("rng"), dict) and ar.meta["rng"].get("kind") == "torch":
+        names.append("rng/torch")
+    return names
+
+
+def _load_optimizer_state(ar: Archive, model: Any) -> None:
+    counters = ar.meta.get("optimizer_state")
+    if not isinstance(counters, dict):
+        raise fail(ar.path, f"metadata 'optimizer_state' must be an object, got {counters!r:.80}")
+    iterations, lr = counters.get("iterations"), counters.get("lr")
+    if not _is_int(iterations) or iterations < 0:
+        raise fail(ar.path, f"optimizer_state.iterations must be an int >= 0, got {iterations!r:.80}")
+    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not (math.isfinite(lr) and lr > 0):
+        raise fail(ar.path, f"optimizer_state.lr must be a finite number > 0, got {lr!r:.80}")
+    expected = _optimizer_expected(model)
+    present = {n for n in ar.names if n.startswith("optimizer/")}
+    if unexpected := present - set(expected):
+        raise fail(ar.path, "optimizer arrays the optimizer has no place for: "
+                            f"{_listing(unexpected)}")
+    if present and (missing := set(expected) - present):
+        raise fail(ar.path, f"optimizer arrays missing: {_listing(missing)}")
+    arrays = {}
+    for name in sorted(present):
+        param = expected[name]
+        arrays[name[len("optimizer/"):]] = ar.array(
+            name, shape=param.shape, dtype=_np_dtype(param.data.dtype), label="optimizer state")
+    model.optimizer.load_state_dict(model._params,
+                                    {"iterations": iterations, "lr": float(lr), "arrays": arrays})
+
+
+def _read_rng(ar: Archive) -> dict[str, Any] | None:
+    """The saved generator state if it applies to the active backend (else None)."""
+    rng = ar.meta.get("rng")
+    if rng is None:
+        return None
+    if not isinstance(rng, dict) or rng.get("kind") not in ("numpy", "torch"):
+        raise fail(ar.path, f"metadata 'rng' must be null or an object with kind 'numpy' or "
+                            f"'torch', got {rng!r:.80}")
+    if rng["kind"] == "torch":
+        arr = ar.array("rng/torch", dtype=np.uint8, label="torch generator state")
+        if arr.ndim != 1:
+            raise fail(ar.path, f"array 'rng/torch' must be 1-D, got shape {arr.shape}")
+        if backend.name != "torch":
+            return None
+        try:
+            backend.module.Generator().set_state(backend.module.from_numpy(arr.copy()))
+        except Exception as exc:
+            raise fail(ar.path, f"the torch generator state is invalid ({exc})") from exc
+        return {"torch": arr}
+    state = rng.get("state")
+    try:
+        if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
+            raise ValueError("expected a PCG64 state object")
+        np.random.PCG64().state = state
+    except Exception as exc:
+        raise fail(ar.path, f"the numpy generator state is invalid ({exc})") from exc
+    return {"numpy": state} if backend.name in ("numpy", "array_api_strict") else None
+
+
+def _listing(names: Any, show: Any = str, limit: int = 8) -> str:
+    names = sorted(names)
+    shown = ", ".join(show(n) for n in names[:limit])
+    return shown + (f", ... ({len(names)} in all)" if len(names) > limit else "")
