@@ -97,7 +97,8 @@ class BatchNorm(Layer):
         scale = xp.reshape(self.weight.data, bshape) * inv_std
         if not training:
             return grad * scale
-        return (scale / count) * (count * grad - sum_g - x_hat * sum_gx)
+        # = γ/(m·σ)·(m·g − Σg − x̂·Σg·x̂), arranged to need four full-size operations
+        return scale * ((grad - sum_g * (1.0 / count)) - x_hat * (sum_gx * (1.0 / count)))
 
     def get_config(self) -> dict[str, Any]:
         return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}

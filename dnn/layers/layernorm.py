@@ -14,7 +14,6 @@ The statistics are per sample, so training and eval compute the same function
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from dnn import backend
@@ -73,10 +72,9 @@ class LayerNorm(Layer):
         self.weight.grad = xp.sum(grad * x_hat, axis=lead)
         self.bias.grad = xp.sum(grad, axis=lead)
         g_hat = grad * self.weight.data
-        m = math.prod(self.normalized_shape)
-        sum_g = xp.sum(g_hat, axis=axes, keepdims=True)
-        sum_gx = xp.sum(g_hat * x_hat, axis=axes, keepdims=True)
-        return (inv_std / m) * (m * g_hat - sum_g - x_hat * sum_gx)
+        mean_g = xp.mean(g_hat, axis=axes, keepdims=True)
+        mean_gx = xp.mean(g_hat * x_hat, axis=axes, keepdims=True)
+        return inv_std * ((g_hat - mean_g) - x_hat * mean_gx)
 
     def get_config(self) -> dict[str, Any]:
         return {"normalized_shape": list(self.normalized_shape), "eps": self.eps}
