@@ -129,8 +129,8 @@ class Conv2D(Layer):
         self.weight.grad = xp.permute_dims(xp.reshape(dw2, (out, kh, kw, c)), (0, 3, 1, 2))
         if self.bias is not None:
             self.bias.grad = xp.sum(g, axis=0)
-        dcols = g @ w2  # (N·OH·OW, kh·kw·C)
-        return windows.col2im(dcols, x_shape, self.kernel_size, self.stride, self.padding)
+        # dL/dx = col2im(g @ w2), one (N·OH·OW, C) GEMM block per kernel offset
+        return windows.col2im_matmul(g, w2, x_shape, self.kernel_size, self.stride, self.padding)
 
     def get_config(self) -> dict[str, Any]:
         return {

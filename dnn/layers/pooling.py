@@ -82,18 +82,17 @@ class MaxPool2D(_Pool2D):
             piece = pieces[t]
             better = piece > best  # strict: the first maximum keeps the window
             best = xp.maximum(best, piece)
-            index = xp.where(better, xp.asarray(t, dtype=index.dtype), index)
+            # t exceeds every index so far: max(index, t·[better]) sets t where better
+            index = xp.maximum(index, windows.masked(better, xp.asarray(t, dtype=index.dtype)))
         if count == 1:
             best = best * 1.0  # a copy, never a view of the input
         self._cache = (index, padded_shape)
         return best
 
     def backward(self, grad: Any) -> Any:
-        xp = backend.xp
         index, padded_shape = self._take()
-        zero = xp.zeros((), dtype=grad.dtype)
         count = self.kernel_size[0] * self.kernel_size[1]
-        pieces = (xp.where(index == t, grad, zero) for t in range(count))
+        pieces = (windows.masked(index == t, grad) for t in range(count))
         dx = windows.fold_slices(pieces, padded_shape, self.kernel_size, self.stride, like=grad)
         return windows.crop2d(dx, self.padding)
 
