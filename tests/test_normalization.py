@@ -92,6 +92,8 @@ def test_batchnorm_errors(backend_name):
         BatchNorm(0)
     with pytest.raises(ValueError, match="momentum"):
         BatchNorm(3, momentum=1.5)
+    with pytest.raises(ValueError, match="momentum"):
+        BatchNorm(3, momentum=None)
     assert BatchNorm(3, momentum=0.2, eps=1e-3).get_config() == {
         "num_features": 3, "momentum": 0.2, "eps": 1e-3}
 

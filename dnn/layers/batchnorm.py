@@ -39,8 +39,11 @@ class BatchNorm(Layer):
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
         if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features <= 0:
             raise ValueError(f"BatchNorm: num_features must be a positive int, got {num_features!r}")
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"BatchNorm: momentum must be in [0, 1], got {momentum!r}")
+        if not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
+            raise ValueError(
+                f"BatchNorm: momentum must be a number in [0, 1], got {momentum!r} "
+                "(PyTorch's momentum=None, a cumulative average, is not supported)"
+            )
         if not eps > 0.0:
             raise ValueError(f"BatchNorm: eps must be > 0, got {eps!r}")
         self.num_features, self.momentum, self.eps = num_features, float(momentum), float(eps)
