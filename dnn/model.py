@@ -22,7 +22,14 @@ from dnn.callbacks import Callback
 from dnn.history import History
 from dnn.layers.base import Layer, register
 from dnn.parameter import Parameter, flat_groups
-from dnn.training import batches, check_fit_args, check_fit_inputs, check_predict_inputs, progress
+from dnn.training import (
+    batches,
+    check_fit_args,
+    check_fit_inputs,
+    check_predict_inputs,
+    check_validation_data,
+    progress,
+)
 
 
 @register
@@ -165,7 +172,7 @@ class Sequential(Layer):
             validation_data = (x[split:, ...], y[split:, ...])
             x, y = x[:split, ...], y[:split, ...]
         if validation_data is not None:
-            validation_data = check_fit_inputs(self, *validation_data, batch_size, 1, 0.0)
+            validation_data = check_validation_data(self, validation_data, batch_size)
         if initial_epoch > 0 and self._rng_state is not None:
             random.set_state(self._rng_state)
         elif seed is not None:

@@ -79,6 +79,15 @@ def check_fit_inputs(model: Any, x: Any, y: Any, batch_size: int, epochs: int,
     return x, y
 
 
+def check_validation_data(model: Any, data: Any, batch_size: int) -> tuple[Any, Any]:
+    """``validation_data`` must be a pair (x_val, y_val), checked as fit's own data."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        length = f" of length {len(data)}" if hasattr(data, "__len__") else ""
+        raise ValueError(f"fit: validation_data must be a pair (x_val, y_val), got "
+                         f"{type(data).__name__}{length}")
+    return check_fit_inputs(model, data[0], data[1], batch_size, 1, 0.0, where="fit: validation_data")
+
+
 def check_fit_args(initial_epoch: int, log_every: int) -> None:
     """The counters of ``fit`` other than epochs and batch_size."""
     for arg, value, low in (("initial_epoch", initial_epoch, 0), ("log_every", log_every, 1)):

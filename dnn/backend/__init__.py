@@ -97,7 +97,7 @@ def asarray(x: Any, dtype: Any = None) -> Any:
     if dtype is None and isinstance(x, np.ndarray) and x.dtype.kind == "f":
         dtype = default_dtype()
     if name == "torch" and isinstance(x, np.ndarray):
-        x = np.ascontiguousarray(x)
+        x = np.asarray(x, order="C")  # ascontiguousarray would make 0-d arrays 1-d
     if name == "array_api_strict" and isinstance(x, np.ndarray):
         x = x.tolist() if x.ndim == 0 else x
     return xp.asarray(x, dtype=dtype)
