@@ -527,3 +527,30 @@ def test_state_dict_round_trip_with_a_shared_parameter(float64):
     want = run_reference(ref_adam(lr=0.05), 6, init=init)
     for p, w in zip(params, want[-1]):
         np.testing.assert_allclose(dnn.to_numpy(p.data), w, rtol=1e-6)
+
+
+def _uncoupled_steps(opt, params, steps):
+    for _ in range(steps):
+        for i, p in enumerate(params):
+            x = dnn.to_numpy(p.data)
+            p.grad = dnn.to_device(x + 0.3 * x**3 - 0.1 * (i + 1))
+        opt.step(params)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [("Adam", {"lr": 0.05}), ("SGD", {"lr": 0.05, "momentum": 0.9}),
+                                              ("RMSprop", {"lr": 0.01, "momentum": 0.5})])
+def test_a_changed_parameter_list_keeps_the_state_of_known_parameters(float64, name, kwargs):
+    """Adding a parameter (a repack into a new flat group) must not reset the others' state."""
+    a, b, c = (dnn.Parameter(dnn.to_device(p.copy()), f"p{i}") for i, p in enumerate(initial_params()))
+    opt = make(name, kwargs)
+    _uncoupled_steps(opt, [a, b], 3)
+    _uncoupled_steps(opt, [a, b, c], 3)  # c joins: a and b are repacked with it
+    assert a.group is c.group
+    ref_a, ref_b = (dnn.Parameter(dnn.to_device(p.copy()), f"p{i}")
+                    for i, p in enumerate(initial_params()[:2]))
+    _uncoupled_steps(make(name, kwargs), [ref_a, ref_b], 6)
+    for p, r in ((a, ref_a), (b, ref_b)):
+        np.testing.assert_allclose(dnn.to_numpy(p.data), dnn.to_numpy(r.data), rtol=1e-12)
+    assert len(opt._states) == 1  # the abandoned group's state was dropped
+    state = opt.state_dict([a, b, c])
+    assert {k.split(".")[0] for k in state["arrays"]} == {"0", "1", "2"}

@@ -65,9 +65,24 @@ class Optimizer:
         if state is None or state.get("_group") is not group:
             xp = backend.xp
             state = {name: xp.zeros_like(group.data) for name in self.state_names}
+            self._carry_over(group, state)
             state["_group"] = group
             self._states[id(group)] = state
         return state
+
+    def _carry_over(self, group: FlatGroup, state: dict[str, Any]) -> None:
+        """Parameters repacked into a new group (a changed parameter list) keep their
+        state; states of groups no parameter lives in any more are dropped."""
+        for old in list(self._states.values()):
+            old_group: FlatGroup = old["_group"]
+            for j, p in enumerate(group.params):
+                k = next((i for i, q in enumerate(old_group.params) if q is p), None)
+                if k is not None:
+                    for name in self.state_names:
+                        if name in old:
+                            group.view(state[name], j)[...] = old_group.view(old[name], k)
+            if not any(p.group is old_group for p in old_group.params):
+                del self._states[id(old_group)]
 
     @staticmethod
     def _chunks(state: dict[str, Any], *flats: Any) -> Any:
