@@ -379,3 +379,49 @@ def test_load_state_dict_checks_shapes_and_keys(backend_name):
         layer.load_state_dict({"weight": np.zeros((3, 2))})
     with pytest.raises(KeyError, match="extra"):
         layer.load_state_dict({"weight": np.zeros((3, 2)), "bias": np.zeros(2), "extra": np.zeros(1)})
+
+
+# ------------------------------------------------------------------ gradcheck itself
+
+
+class _WrongBackward(Dense):
+    """Dense with a deliberately wrong weight gradient (factor 1.01)."""
+
+    def backward(self, grad):
+        dx = super().backward(grad)
+        self.weight.grad = self.weight.grad * 1.01
+        return dx
+
+
+class _WrongInputGrad(Tanh):
+    def backward(self, grad):
+        return super().backward(grad) * (1.0 + 1e-3)
+
+
+def test_gradcheck_detects_wrong_gradients(float64):
+    assert dnn.gradcheck(_WrongBackward(3, 2), normal((4, 3))) > 1e-3
+    assert dnn.gradcheck(_WrongInputGrad(), normal((4, 3))) > 1e-4
+
+
+def test_gradcheck_detects_a_missing_penalty_gradient(float64):
+    class NoPenaltyGrad(Dense):
+        def backward(self, grad):
+            l2, self.l2 = self.l2, 0.0
+            try:
+                return super().backward(grad)
+            finally:
+                self.l2 = l2
+
+    assert dnn.gradcheck(NoPenaltyGrad(3, 2, l2=0.5), normal((4, 3))) > 1e-3
+
+
+def test_gradcheck_of_a_whole_sequential(float64):
+    model = dnn.Sequential([Dense(4, 5, l2=0.01), Tanh(), Dense(5, 3, l1=0.01), Softplus(),
+                            Dense(3, 2)])
+    assert dnn.gradcheck(model, away_from_zero((3, 4))) < TOL
+
+
+def test_backward_after_eval_forward(float64):
+    """Backward after an eval-mode forward gives the gradients of the eval-mode function."""
+    model = dnn.Sequential([Dense(4, 5), GELU(), Dropout(0.5), Dense(5, 2)])
+    assert dnn.gradcheck(model, normal((3, 4)), training=False) < TOL

@@ -554,3 +554,16 @@ def test_a_changed_parameter_list_keeps_the_state_of_known_parameters(float64, n
     assert len(opt._states) == 1  # the abandoned group's state was dropped
     state = opt.state_dict([a, b, c])
     assert {k.split(".")[0] for k in state["arrays"]} == {"0", "1", "2"}
+
+
+def test_clipnorm_is_global_over_groups_of_different_dtypes(backend_name):
+    xp = backend.xp
+    a = dnn.Parameter(dnn.to_device(np.zeros(3), dtype=xp.float32), "a")
+    b = dnn.Parameter(dnn.to_device(np.zeros(2), dtype=xp.float64), "b")
+    a.grad = dnn.to_device(np.full(3, 3.0), dtype=xp.float32)
+    b.grad = dnn.to_device(np.full(2, 4.0), dtype=xp.float64)
+    SGD(lr=1.0, clipnorm=1.0).step([a, b])
+    scale = 1.0 / (math.sqrt(27 + 32) + 1e-6)
+    np.testing.assert_allclose(dnn.to_numpy(a.data), -3.0 * scale, rtol=1e-6)
+    np.testing.assert_allclose(dnn.to_numpy(b.data), -4.0 * scale, rtol=1e-12)
+    assert a.data.dtype == xp.float32 and b.data.dtype == xp.float64
