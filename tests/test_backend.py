@@ -257,3 +257,15 @@ def test_is_array_recognises_only_the_active_backend(backend_name):
     assert not backend.is_array(3.0)
     assert not backend.is_array([1.0, 2.0])
     assert backend.is_array(np.zeros(2)) == (backend_name == "numpy")
+
+
+@pytest.mark.parametrize("spec", ["float32", "float64"])
+def test_python_floats_take_the_default_dtype(backend_name, spec):
+    dnn.set_default_dtype(spec)
+    want = getattr(backend.xp, spec)
+    assert dnn.to_device([0.1, 0.2]).dtype == want
+    assert dnn.to_device([[1.0], [2.0]]).dtype == want
+    assert dnn.to_device(0.5).dtype == want
+    assert dnn.to_device([1, 2]).dtype == backend.xp.int64
+    assert dnn.to_device([True, False]).dtype == backend.xp.bool
+    np.testing.assert_allclose(dnn.to_numpy(dnn.to_device([0.25, 0.5])), [0.25, 0.5])

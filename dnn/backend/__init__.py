@@ -93,7 +93,15 @@ def default_dtype() -> Any:
 
 
 def asarray(x: Any, dtype: Any = None) -> Any:
-    """Any array (NumPy, backend, nested lists) as an array of the active backend."""
+    """Any array (NumPy, backend, nested lists) as an array of the active backend.
+
+    Floating NumPy arrays and Python floats (or lists of them) take the default dtype
+    unless ``dtype`` is given; integers and booleans keep theirs."""
+    if isinstance(x, (list, tuple, float, int)):
+        try:
+            x = np.asarray(x)  # every backend then sees the same dtype rule
+        except (TypeError, ValueError):  # e.g. a list of device arrays
+            pass
     if dtype is None and isinstance(x, np.ndarray) and x.dtype.kind == "f":
         dtype = default_dtype()
     if name == "torch" and isinstance(x, np.ndarray):
