@@ -586,3 +586,38 @@ def test_kill_during_save_leaves_previous_file_intact(tmp_path):
         assert values.pop() in (last, last + 1)  # the last reported save, or one renamed just before the kill
     print(f"{mid_save_kills} of {kills} kills landed in the middle of writing a save")
     assert mid_save_kills >= 1  # the test really interrupted writes
+
+
+def test_loading_does_not_shift_the_random_stream(valid_file, backend_name):
+    from dnn.backend import random
+
+    dnn.manual_seed(5)
+    expected = backend.to_numpy(random.uniform((4,)))
+    dnn.manual_seed(5)
+    dnn.load_model(valid_file)  # builds layers, whose initializers draw numbers
+    assert np.array_equal(backend.to_numpy(random.uniform((4,))), expected)
+
+
+
+@pytest.mark.parametrize("error", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_failed_save_keeps_the_old_file_and_removes_the_temporary(error, valid_file, monkeypatch):
+    import dnn.io.container as container
+
+    before = valid_file.read_bytes()
+
+    def failing_savez(f, **arrays):
+        f.write(b"PK\x03\x04 partial archive")
+        raise error
+
+    monkeypatch.setattr(container.np, "savez", failing_savez)
+    model = dnn.Sequential([L.Dense(4, 8), L.ReLU(), L.Dense(8, 3)])
+    with pytest.raises(type(error)):
+        model.save(valid_file)
+    assert valid_file.read_bytes() == before
+    assert sorted(p.name for p in valid_file.parent.iterdir()) == ["valid.dnn"]
+
+
+def test_save_into_a_missing_directory_names_the_target(tmp_path):
+    target = tmp_path / "no" / "such" / "dir" / "m.dnn"
+    with pytest.raises(FileNotFoundError, match=f"cannot write {target}"):
+        dnn.Sequential([L.Dense(2, 2)]).save(target)

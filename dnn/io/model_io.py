@@ -138,7 +138,7 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Any:
         from dnn.model import Sequential
 
         try:
-            with _default_dtype(dtype):
+            with _default_dtype(dtype), _rng_untouched():
                 model = decode_layer(arch)
                 if not isinstance(model, Sequential):
                     raise SpecError(f"architecture: the top level must be a Sequential, "
@@ -237,6 +237,17 @@ def _default_dtype(name: str) -> Iterator[None]:
         backend.set_default_dtype(old)
 
 
+@contextlib.contextmanager
+def _rng_untouched() -> Iterator[None]:
+    """Building layers draws initial weights that the file then overwrites; put the
+    generator back so that loading a model does not shift anyone's random stream."""
+    state = random.get_state()
+    try:
+        yield
+    finally:
+        random.set_state(state)
+
+
 def _np_dtype(dtype: Any) -> np.dtype:
     """The NumPy dtype matching a backend dtype (numpy, torch, array_api_strict, cupy)."""
     return np.dtype(str(dtype).rsplit(".", 1)[-1].strip("'>"))
@@ -275,9 +286,11 @@ def _read_state(ar: Archive, model: Any, cast_floats: bool) -> dict[str, np.ndar
 
 
 def _optimizer_expected(model: Any) -> dict[str, Any]:
-    opt = model.optimizer
-    return {f"optimizer/{i}.{name}": p for i, p in enumerate(model._params)
-            for name in opt.state_names}
+    first: dict[int, tuple[int, Any]] = {}
+    for i, p in enumerate(model._params):
+        first.setdefault(id(p), (i, p))  # a shared parameter is named by its first index
+    return {f"optimizer/{i}.{name}": p for i, p in first.values()
+            for name in model.optimizer.state_names}
 
 
 def _expected_names(ar: Archive, model: Any) -> list[str]:
