@@ -103,8 +103,21 @@ def build_mlp(sample_shape: tuple[int, ...], classes: int, args: argparse.Namesp
     return dnn.Sequential(layers)
 
 
+def build_cnn(sample_shape: tuple[int, ...], classes: int, args: argparse.Namespace) -> Any:
+    """conv3x3(32)-ReLU-maxpool2, conv3x3(64)-ReLU-maxpool2, flatten, Dense to ``classes``
+    (examples/11_fashion_mnist_cnn.py); ``sample_shape`` is (C, H, W)."""
+    import dnn
+    from dnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
+
+    convs = [Conv2D(sample_shape[0], 32, 3, padding=1), ReLU(), MaxPool2D(2),
+             Conv2D(32, 64, 3, padding=1), ReLU(), MaxPool2D(2), Flatten()]
+    features = dnn.Sequential(convs).output_shape((1, *sample_shape))[1]
+    return dnn.Sequential([*convs, Dense(features, classes)])
+
+
 MODELS: dict[str, ModelSpec] = {
     "mlp": ModelSpec(build_mlp, "flat", "multi-layer perceptron (Dense + ReLU), widths from --hidden"),
+    "cnn": ModelSpec(build_cnn, "nchw", "conv32-pool-conv64-pool-dense on NCHW images"),
 }
 
 
