@@ -197,7 +197,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.save:
         model.save(args.save)
         print(f"saved the model to {args.save}")
+    if args.plot:
+        for path in _write_plots(args.plot, args.dataset, model, history, x_test, y_test):
+            print(f"wrote {path}")
     return 0
+
+
+def _write_plots(outdir: str, dataset: str, model: Any, history: Any, x_test: np.ndarray,
+                 y_test: np.ndarray) -> list[str]:
+    """PNGs of a finished run: training curves, test confusion matrix, and the decision
+    boundary (2-D inputs) or a grid of misclassified test images (image data sets)."""
+    import os
+
+    import dnn
+    from dnn import plot
+    from dnn.datasets import FASHION_MNIST_CLASSES, MNIST_CLASSES
+
+    os.makedirs(outdir, exist_ok=True)
+    names = {"fashion-mnist": FASHION_MNIST_CLASSES, "mnist": MNIST_CLASSES}.get(dataset)
+    paths = {key: os.path.join(outdir, f"{dataset}_{key}.png")
+             for key in ("history", "confusion_matrix", "decision_boundary", "misclassified")}
+    plot.plot_history(history, paths["history"], title=f"{dataset}")
+    cm = dnn.metrics.ConfusionMatrix(num_classes=int(y_test.max()) + 1)(model.predict(x_test), y_test)
+    plot.plot_confusion_matrix(cm, names, paths["confusion_matrix"], title=f"{dataset} test set")
+    written = [paths["history"], paths["confusion_matrix"]]
+    if x_test.ndim == 2 and x_test.shape[1] == 2:
+        plot.plot_decision_boundary(model, x_test, y_test, paths["decision_boundary"])
+        written.append(paths["decision_boundary"])
+    elif x_test[0].size == 28 * 28:
+        plot.plot_misclassified(model, x_test.reshape(len(x_test), 28, 28), y_test,
+                                paths["misclassified"], class_names=names, inputs=x_test)
+        written.append(paths["misclassified"])
+    return written
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -256,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-home", help="folder holding fashion-mnist/ and mnist/ (default: "
                        "$DNN_DATA_HOME or ~/.cache/dnn)")
     train.add_argument("--save", metavar="PATH", help="save the trained model to PATH (e.g. model.dnn)")
+    train.add_argument("--plot", metavar="OUTDIR", help="write PNG plots (training curves, confusion "
+                       "matrix, decision boundary or misclassified images) to OUTDIR (needs matplotlib)")
     train.add_argument("--verbose", "-v", action="store_true", help="show per-epoch progress")
     train.set_defaults(func=cmd_train)
 

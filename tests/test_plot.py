@@ -93,3 +93,13 @@ def test_plot_without_path_returns_figure_and_writes_nothing(tmp_path, monkeypat
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError, match="empty"):
         plot.plot_history({})
+
+
+def test_cli_train_plot_writes_pngs(tmp_path, capsys):
+    from dnn import cli
+
+    status = cli.main(["train", "spiral", "--epochs", "2", "--hidden", "16", "--plot", str(tmp_path)])
+    assert status == 0
+    for name in ("history", "confusion_matrix", "decision_boundary"):
+        check_png(tmp_path / f"spiral_{name}.png")
+    assert f"wrote {tmp_path / 'spiral_history.png'}" in capsys.readouterr().out
