@@ -272,7 +272,8 @@ class ReduceLROnPlateau(_Monitor):
     float lr it sets ``optimizer.lr``; on one with a per-step schedule it
     scales the schedule's output instead (the schedule keeps its shape, every
     later value is multiplied by the accumulated factor, floored at
-    ``min_lr``). ``reductions`` lists (epoch, new_lr) pairs.
+    ``min_lr``). ``reductions`` lists (epoch, new_lr) pairs (0-based epochs; the
+    printed messages count from 1).
     """
 
     def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10,

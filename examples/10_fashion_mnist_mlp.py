@@ -15,6 +15,9 @@ The test set is touched once, at the end: accuracy, macro precision/recall/F1,
 top-2 accuracy and the confusion matrix, then the best checkpoint is
 reloaded to show it gives the same result.
 
+Measured (NumPy, 1 BLAS thread on a busy 2-core machine): early stopping ended
+after 21 epochs, about 10 s each, at 89.3 % test accuracy. ``--small`` takes seconds.
+
 Run:  python examples/10_fashion_mnist_mlp.py [--epochs 30] [--backend torch] [--small]
 The data comes from $DNN_DATA_HOME/fashion-mnist (downloaded there if missing;
 ``--data-home`` overrides). ``--small`` uses 3,000 training images, 2 epochs.
