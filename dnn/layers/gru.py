@@ -91,7 +91,7 @@ class GRU(Recurrent):
         self._check_grad(grad, cache)
         batch, steps, hsz = cache["batch"], cache["steps"], self.hidden_size
         hs, gates, cands, u_ns = cache["hs"], cache["gates"], cache["cands"], cache["u_ns"]
-        w_hh_t = self.weight_hh.data.T
+        w_hh_t = self._recurrent_t()
         grad_seq, dh = self._output_grads(grad)
         das, dus = [], []
         for t in range(steps - 1, -1, -1):

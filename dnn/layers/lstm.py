@@ -109,7 +109,7 @@ class LSTM(Recurrent):
         tanhs, acts, cells, tanh_cells = cache["tanhs"], cache["acts"], cache["cells"], cache["tanh_cells"]
         s, a, _ = self._affine(grad.dtype)
         k = a * s
-        w_hh_t = self.weight_hh.data.T
+        w_hh_t = self._recurrent_t()
         grad_seq, dh = self._output_grads(grad)
         dc = None
         dzs = []

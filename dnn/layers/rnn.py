@@ -58,7 +58,7 @@ class RNN(Recurrent):
         self._check_grad(grad, cache)
         batch, steps, hsz = cache["batch"], cache["steps"], self.hidden_size
         hs = cache["hs"]
-        w_hh_t = self.weight_hh.data.T
+        w_hh_t = self._recurrent_t()
         grad_seq, dh = self._output_grads(grad)
         dz_all = xp.empty((steps, batch, hsz), dtype=grad.dtype)
         for t in range(steps - 1, -1, -1):
