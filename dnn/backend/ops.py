@@ -19,6 +19,34 @@ def matmul_into(a: Any, b: Any, out: Any) -> Any:
     return out
 
 
+#: elementwise functions :func:`elementwise_into` accepts (the same name in numpy, cupy, torch
+#: and the Array API standard)
+_INTO = frozenset({"add", "subtract", "multiply", "divide", "sqrt", "maximum", "minimum", "abs"})
+
+
+def elementwise_into(name: str, *args: Any, out: Any) -> Any:
+    """``out[...] = name(*args)`` (e.g. ``"multiply"``, ``"sqrt"``) with no temporary array
+    where the backend allows it: optimizers use it to update flat buffers in place.
+
+    ``args`` are arrays or Python scalars; ``out`` may alias one of them.
+    """
+    if name not in _INTO:
+        raise ValueError(f"elementwise_into: unsupported function {name!r}; one of {sorted(_INTO)}")
+    if backend.name in ("numpy", "cupy", "torch"):
+        return getattr(backend.module, name)(*args, out=out)
+    out[...] = getattr(backend.xp, name)(*args)
+    return out
+
+
+def scratch_elements() -> int:
+    """How many elements an in-place update should process at once: on the CPU a
+    chunk of the flat buffer that stays in cache (and a small scratch array);
+    on a GPU the whole buffer (fewer kernel launches)."""
+    if backend.name == "numpy" or (backend.name == "torch" and not backend.module.cuda.is_available()):
+        return 1 << 18
+    return 1 << 62
+
+
 def one_hot(labels: Any, num_classes: int, dtype: Any = None) -> Any:
     """(N,) integer labels -> (N, num_classes) rows of 0/1 in ``dtype``."""
     xp = backend.xp

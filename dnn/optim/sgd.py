@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dnn.backend import ops
 from dnn.optim.base import Optimizer
 
 
@@ -25,15 +26,28 @@ class SGD(Optimizer):
     def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
         if self.weight_decay:
             grad = grad + self.weight_decay * param
-        if self.momentum:
-            buf = state["momentum_buffer"]
-            if self.iterations == 1:
-                buf[...] = grad
-            else:
-                buf *= self.momentum
-                buf += (1.0 - self.dampening) * grad
-            grad = grad + self.momentum * buf if self.nesterov else buf
-        param -= self.lr * grad
+        into = ops.elementwise_into
+        first = self.iterations == 1
+        flats = (param, grad, state["momentum_buffer"]) if self.momentum else (param, grad)
+        # in place, chunk by chunk, with one scratch array (see Optimizer._chunks)
+        for p, g, *rest in self._chunks(state, *flats):
+            tmp = rest[-1]
+            if self.momentum:
+                buf = rest[0]
+                if first:
+                    buf[...] = g
+                else:
+                    buf *= self.momentum                # b ← μ·b + (1 − τ)·g
+                    into("multiply", g, 1.0 - self.dampening, out=tmp)
+                    buf += tmp
+                if self.nesterov:                       # g ← g + μ·b
+                    into("multiply", buf, self.momentum, out=tmp)
+                    tmp += g
+                    g = tmp
+                else:                                   # g ← b
+                    g = buf
+            into("multiply", g, self.lr, out=tmp)       # θ ← θ − lr·g
+            p -= tmp
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov,
