@@ -16,6 +16,7 @@ into the rows of a matrix (im2col) and multiplied by the flattened filters
 accuracy on Fashion-MNIST in a few epochs (the MLP of example 06 stops near 89 %).
 
 Run:  python examples/11_fashion_mnist_cnn.py [--epochs 4] [--small] [--backend torch]
+                                              [--blas-threads 1]
 The data is read from $DNN_DATA_HOME/fashion-mnist (the four idx .gz files).
 ``--small`` trains on 2,000 images for one epoch: a smoke test in seconds.
 """
@@ -55,8 +56,19 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--backend", default=None, help="numpy (default), torch, cupy, ...")
     parser.add_argument("--data-home", default=None, help="default: $DNN_DATA_HOME")
     parser.add_argument("--small", action="store_true", help="2,000 images, 1 epoch (smoke test)")
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="limit BLAS threads (needs threadpoolctl); 1 is faster on a busy machine")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=args.blas_threads, user_api="blas"):
+            return _run(args)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> dict[str, float]:
     if args.backend:
         dnn.set_backend(args.backend)
     dnn.set_default_dtype("float32")

@@ -135,7 +135,8 @@ def test_conv2d_gradcheck_no_bias(float64):
     assert dnn.gradcheck(layer, _rand(2, 2, 4, 5)) < 1e-6
 
 
-@pytest.mark.parametrize("case", [*GRAD_CASES, (4, 8, 12, 10, 16, 3, 1, 1), (3, 5, 13, 11, 7, 5, 2, 2)],
+@pytest.mark.parametrize("case", [*GRAD_CASES, (4, 8, 12, 10, 16, 3, 1, 1), (3, 5, 13, 11, 7, 5, 2, 2),
+                                  (2, 16, 6, 5, 4, 3, 1, 1), (2, 20, 7, 7, 3, (3, 2), 2, (1, 0))],
                          ids=lambda c: "-".join(map(str, c)))
 def test_conv2d_matches_torch(float64, case):
     torch = pytest.importorskip("torch")
