@@ -115,9 +115,22 @@ def build_cnn(sample_shape: tuple[int, ...], classes: int, args: argparse.Namesp
     return dnn.Sequential([*convs, Dense(features, classes)])
 
 
+def build_lstm(sample_shape: tuple[int, ...], classes: int, args: argparse.Namespace) -> Any:
+    """LSTM over the time axis (image rows as steps), then Dense from the last hidden state
+    to ``classes`` (examples/12_mnist_lstm.py); ``sample_shape`` is (time, features). The
+    hidden size is the first ``--hidden`` width when given, else 128."""
+    import dnn
+    from dnn.layers import LSTM, Dense
+
+    given = args.hidden is not None and tuple(args.hidden) != DATASETS[args.dataset].hidden
+    hidden = args.hidden[0] if given else 128
+    return dnn.Sequential([LSTM(sample_shape[1], hidden), Dense(hidden, classes)])
+
+
 MODELS: dict[str, ModelSpec] = {
     "mlp": ModelSpec(build_mlp, "flat", "multi-layer perceptron (Dense + ReLU), widths from --hidden"),
     "cnn": ModelSpec(build_cnn, "nchw", "conv32-pool-conv64-pool-dense on NCHW images"),
+    "lstm": ModelSpec(build_lstm, "sequence", "LSTM(128) over image rows as time steps, then Dense"),
 }
 
 
@@ -307,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (BackendError, DatasetError, ValueError, OSError, ImportError) as exc:
+    except (BackendError, DatasetError, ValueError, OSError, ImportError, FloatingPointError) as exc:
         print(f"dnn: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
