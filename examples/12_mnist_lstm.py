@@ -79,9 +79,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     seconds = time.perf_counter() - start
     result = model.evaluate(x_test, y_test)
     result["train_seconds"] = seconds
-    if args.verbose:
-        print(f"test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
-              f"({seconds:.0f} s of training on {x_train.shape[0]} images, {dnn.backend.name})")
+    print(f"test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
+          f"({seconds:.0f} s of training on {x_train.shape[0]} images, {dnn.backend.name})")
     return result
 
 
