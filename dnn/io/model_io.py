@@ -204,7 +204,8 @@ def _check_header(ar: Archive, kinds: tuple[str, ...]) -> None:
 def _field(ar: Archive, meta: dict[str, Any], key: str, kind: type) -> Any:
     value = meta.get(key)
     if not isinstance(value, kind):
-        raise fail(ar.path, f"metadata {key!r} must be a JSON {kind.__name__}, got {value!r:.80}")
+        what = {dict: "object", str: "string"}.get(kind, kind.__name__)
+        raise fail(ar.path, f"metadata {key!r} must be a JSON {what}, got {value!r:.80}")
     return value
 
 
@@ -344,7 +345,8 @@ def _read_rng(ar: Archive) -> dict[str, Any] | None:
         try:
             backend.module.Generator().set_state(backend.module.from_numpy(arr.copy()))
         except Exception as exc:
-            raise fail(ar.path, f"the torch generator state is invalid ({exc})") from exc
+            raise fail(ar.path, "the torch generator state is invalid "
+                                f"({type(exc).__name__}: {exc})") from exc
         return {"torch": arr}
     state = rng.get("state")
     try:
@@ -352,7 +354,7 @@ def _read_rng(ar: Archive) -> dict[str, Any] | None:
             raise ValueError("expected a PCG64 state object")
         np.random.PCG64().state = state
     except Exception as exc:
-        raise fail(ar.path, f"the numpy generator state is invalid ({exc})") from exc
+        raise fail(ar.path, f"the numpy generator state is invalid ({type(exc).__name__}: {exc})") from exc
     return {"numpy": state} if backend.name in ("numpy", "array_api_strict") else None
 
 
