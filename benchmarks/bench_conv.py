@@ -11,6 +11,13 @@
 Compare the ``dnn`` and ``torch`` rows of each group (``--benchmark-group-by=group``);
 the ratio dnn / torch is the figure of merit (target: the CNN step within 2x).
 Runs on the active ``DNN_BACKEND`` (NumPy by default).
+
+On a shared, busy machine wall-clock rounds swing by 10x (OpenBLAS and OpenMP
+worker threads spin when the cores are oversubscribed). Comparable figures come
+from one thread each and CPU time:
+
+    OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python -m pytest benchmarks/bench_conv.py \
+        --benchmark-only --benchmark-group-by=group --benchmark-timer=time.process_time
 """
 
 from __future__ import annotations
