@@ -58,8 +58,7 @@ class GRU(Recurrent):
         s = self._scale(x.dtype)
         w_hh = self.weight_hh.data * s
         b_hh = self.bias_hh.data * s
-        x_tm, xw = self._project_inputs(x, self.bias_ih.data)
-        xw *= s
+        x_tm, xw = self._project_inputs(x, self.weight_ih.data * s, self.bias_ih.data * s)
         hs = xp.empty((steps + 1, batch, hsz), dtype=x.dtype)
         hs[0, ...] = h
         gates, cands, u_ns = [], [], []
@@ -93,7 +92,10 @@ class GRU(Recurrent):
         hs, gates, cands, u_ns = cache["hs"], cache["gates"], cache["cands"], cache["u_ns"]
         w_hh_t = self._recurrent_t()
         grad_seq, dh = self._output_grads(grad)
-        das, dus = [], []
+        # da_t and du_t of every step go straight into two (T, B, 3H) arrays that the
+        # weight-gradient GEMMs read after the loop
+        da_all = xp.empty((steps, batch, 3 * hsz), dtype=grad.dtype)
+        du_all = xp.empty((steps, batch, 3 * hsz), dtype=grad.dtype)
         for t in range(steps - 1, -1, -1):
             if grad_seq is not None:
                 dh = grad_seq[t, ...] if dh is None else dh + grad_seq[t, ...]
@@ -101,15 +103,18 @@ class GRU(Recurrent):
             r, z = rz[:, :hsz], rz[:, hsz:]
             dn = dh - dh * z
             dn *= 1.0 - n * n
-            drz = xp.concat([dn * u_ns[t], dh * (h_prev - n)], axis=1)
+            da, du = da_all[t, ...], du_all[t, ...]
+            da[:, :hsz] = dn * u_ns[t]
+            da[:, hsz:2 * hsz] = dh * (h_prev - n)
+            drz = da[:, :2 * hsz]
             drz *= rz * (1.0 - rz)
-            das.append(xp.concat([drz, dn], axis=1))
-            du = xp.concat([drz, dn * r], axis=1)
-            dus.append(du)
+            da[:, 2 * hsz:] = dn
+            du[:, :2 * hsz] = drz
+            du[:, 2 * hsz:] = dn * r
             dh = dh * z + du @ w_hh_t
         self.grad_initial_state = dh
-        da_all = xp.concat(das[::-1], axis=0)
-        du_all = xp.concat(dus[::-1], axis=0)
+        da_all = xp.reshape(da_all, (steps * batch, 3 * hsz))
+        du_all = xp.reshape(du_all, (steps * batch, 3 * hsz))
         h_prev = xp.reshape(hs[:-1, ...], (steps * batch, hsz))
         self._set_grad(self.weight_hh, h_prev.T, du_all)
         self.bias_hh.grad = xp.sum(du_all, axis=0)

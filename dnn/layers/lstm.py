@@ -75,8 +75,7 @@ class LSTM(Recurrent):
         hsz = self.hidden_size
         s, a, off = self._affine(x.dtype)
         w_hh = self.weight_hh.data * s
-        x_tm, xw = self._project_inputs(x, self.bias.data)
-        xw *= s
+        x_tm, xw = self._project_inputs(x, self.weight_ih.data * s, self.bias.data * s)
         hs = xp.empty((steps + 1, batch, hsz), dtype=x.dtype)
         hs[0, ...] = h
         tanhs, acts, cells, tanh_cells = [], [], [c], []
@@ -108,33 +107,39 @@ class LSTM(Recurrent):
         batch, steps, hsz = cache["batch"], cache["steps"], self.hidden_size
         tanhs, acts, cells, tanh_cells = cache["tanhs"], cache["acts"], cache["cells"], cache["tanh_cells"]
         s, a, _ = self._affine(grad.dtype)
-        k = a * s
+        k_neg = -(a * s)  # the gate derivatives are k ⊙ (1 − th²) = −k ⊙ (th² − 1)
         w_hh_t = self._recurrent_t()
         grad_seq, dh = self._output_grads(grad)
+        hs = cache["hs"]
         dc = None
-        dzs = []
+        # dz of every step is written straight into one (T, B, 4H) array that the
+        # weight-gradient GEMMs read after the loop (no per-step list, no final concat)
+        dz_all = xp.empty((steps, batch, 4 * hsz), dtype=grad.dtype)
         for t in range(steps - 1, -1, -1):
             if grad_seq is not None:
                 dh = grad_seq[t, ...] if dh is None else dh + grad_seq[t, ...]
             act, tc = acts[t], tanh_cells[t]
             i, f = act[:, :hsz], act[:, hsz:2 * hsz]
             g, o = act[:, 2 * hsz:3 * hsz], act[:, 3 * hsz:]
-            do = dh * tc
-            dct = dh * o
-            dct *= 1.0 - tc * tc
+            dct = o - hs[t + 1, ...] * tc  # o ⊙ (1 − tanh²(c)), as h = o ⊙ tanh(c)
+            dct *= dh
             if dc is not None:
                 dct += dc
-            dact = xp.concat([dct * g, dct * cells[t], dct * i, do], axis=1)
+            dz = dz_all[t, ...]
+            dz[:, :hsz] = dct * g
+            dz[:, hsz:2 * hsz] = dct * cells[t]
+            dz[:, 2 * hsz:3 * hsz] = dct * i
+            dz[:, 3 * hsz:] = dh * tc
             th = tanhs[t]
-            deriv = 1.0 - th * th
-            deriv *= k
-            dz = dact * deriv
-            dzs.append(dz)
+            deriv = th * th
+            deriv -= 1.0
+            deriv *= k_neg
+            dz *= deriv
             dh = dz @ w_hh_t
             dc = dct * f
         self.grad_initial_state = (dh, dc)
-        dz_all = xp.concat(dzs[::-1], axis=0)
-        h_prev = xp.reshape(cache["hs"][:-1, ...], (steps * batch, hsz))
+        dz_all = xp.reshape(dz_all, (steps * batch, 4 * hsz))
+        h_prev = xp.reshape(hs[:-1, ...], (steps * batch, hsz))
         self._set_grad(self.weight_hh, h_prev.T, dz_all)
         self.bias.grad = xp.sum(dz_all, axis=0)
         return self._input_grads(cache["x_tm"], dz_all, batch, steps)

@@ -111,12 +111,13 @@ class Recurrent(Layer):
             )
 
     # ----------------------------------------------------------------- shared GEMMs
-    def _project_inputs(self, x: Any, bias: Any) -> tuple[Any, Any]:
-        """X (T·B, in) time-major and XW = X @ W_ih + bias as (T, B, k·H), one GEMM."""
+    def _project_inputs(self, x: Any, weight: Any, bias: Any) -> tuple[Any, Any]:
+        """X (T·B, in) time-major and XW = X @ weight + bias as (T, B, k·H), one GEMM
+        (``weight`` is W_ih, or W_ih with its columns scaled)."""
         xp = backend.xp
         b, t, _ = x.shape
         x_tm = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (t * b, self.input_size))
-        xw = x_tm @ self.weight_ih.data
+        xw = x_tm @ weight
         xw += bias
         return x_tm, xp.reshape(xw, (t, b, self.gates * self.hidden_size))
 

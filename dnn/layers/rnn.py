@@ -41,7 +41,7 @@ class RNN(Recurrent):
         batch, steps, _ = x.shape
         (h,) = self._check_state(initial_state, batch, x.dtype)
         w_hh = self.weight_hh.data
-        x_tm, xw = self._project_inputs(x, self.bias.data)
+        x_tm, xw = self._project_inputs(x, self.weight_ih.data, self.bias.data)
         hs = xp.empty((steps + 1, batch, self.hidden_size), dtype=x.dtype)
         hs[0, ...] = h
         for t in range(steps):
