@@ -8,12 +8,13 @@ response, so the second convolution sees larger parts of the garment:
 
     (N, 1, 28, 28) → Conv2D 3x3, 32 filters, padding 1 → ReLU → MaxPool 2  → (N, 32, 14, 14)
                    → Conv2D 3x3, 64 filters, padding 1 → ReLU → MaxPool 2  → (N, 64, 7, 7)
-                   → Flatten → Dense 3136 → 10 logits
+                   → Flatten → Dense 3136 → 128 → ReLU → Dense 128 → 10 logits
 
 Each Conv2D is one matrix product: the 3x3 windows of the input are copied
 into the rows of a matrix (im2col) and multiplied by the flattened filters
-(see dnn/layers/conv.py). Trained with Adam in float32, it passes 91 % test
-accuracy on Fashion-MNIST in a few epochs (the MLP of example 06 stops near 89 %).
+(see dnn/layers/conv.py). Trained with Adam in float32 for 4 epochs it passes
+91 % test accuracy on Fashion-MNIST (learning rate 1e-3 with cosine decay), where a
+multi-layer perceptron stalls near 89 %.
 
 Run:  python examples/11_fashion_mnist_cnn.py [--epochs 4] [--small] [--backend torch]
                                               [--blas-threads 1]
@@ -33,13 +34,15 @@ from dnn.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
 from dnn.layers import Conv2D, Dense, Flatten, MaxPool2D, ReLU
 
 
-def build_model(channels: tuple[int, int] = (32, 64), classes: int = 10) -> dnn.Sequential:
-    """conv32-pool-conv64-pool-dense for 1x28x28 images."""
+def build_model(channels: tuple[int, int] = (32, 64), hidden: int = 128,
+                classes: int = 10) -> dnn.Sequential:
+    """conv32-pool-conv64-pool-dense128-dense10 for 1x28x28 images."""
     c1, c2 = channels
     return dnn.Sequential([
         Conv2D(1, c1, 3, padding=1), ReLU(), MaxPool2D(2),    # 28x28 -> 14x14
         Conv2D(c1, c2, 3, padding=1), ReLU(), MaxPool2D(2),   # 14x14 -> 7x7
-        Flatten(), Dense(c2 * 7 * 7, classes),
+        Flatten(), Dense(c2 * 7 * 7, hidden), ReLU(),         # 3136 features -> 128
+        Dense(hidden, classes),                               # -> 10 logits
     ])
 
 
@@ -82,7 +85,10 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
 
     dnn.manual_seed(0)
     model = build_model()
-    model.compile(loss="SoftmaxCrossEntropy", optimizer=dnn.optim.Adam(lr=args.lr),
+    # cosine decay of the learning rate to lr/50 over the run: big steps first, fine ones last
+    steps = epochs * -(-x_train.shape[0] // args.batch_size)
+    schedule = dnn.optim.schedules.CosineDecay(args.lr, steps, args.lr / 50)
+    model.compile(loss="SoftmaxCrossEntropy", optimizer=dnn.optim.Adam(lr=schedule),
                   metrics=["accuracy"])
     if args.verbose:
         model.summary((1, 1, 28, 28))

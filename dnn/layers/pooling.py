@@ -76,16 +76,18 @@ class MaxPool2D(_Pool2D):
         xp = backend.xp
         pieces, padded_shape = self._windows(x, float("-inf"))
         count = len(pieces)
-        best = pieces[0]
-        index = xp.zeros(tuple(best.shape), dtype=xp.int8 if count < 128 else xp.int32)
+        index_dtype = xp.int8 if count < 128 else xp.int32
+        best, index = pieces[0], None
         for t in range(1, count):
             piece = pieces[t]
             better = piece > best  # strict: the first maximum keeps the window
             best = xp.maximum(best, piece)
             # t exceeds every index so far: max(index, t·[better]) sets t where better
-            index = xp.maximum(index, windows.masked(better, xp.asarray(t, dtype=index.dtype)))
+            marked = windows.masked(better, xp.asarray(t, dtype=index_dtype))
+            index = marked if index is None else xp.maximum(index, marked)
         if count == 1:
             best = best * 1.0  # a copy, never a view of the input
+            index = xp.zeros(tuple(best.shape), dtype=index_dtype)
         self._cache = (index, padded_shape)
         return best
 
