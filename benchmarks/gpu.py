@@ -106,7 +106,10 @@ class Device:
             if not torch.cuda.is_available():
                 raise SystemExit("benchmarks.gpu: --device cuda needs torch with CUDA (torch.cuda "
                                  "is not available); use --device cpu for the CPU smoke run")
-            dnn.set_backend("cupy")  # raises dnn.BackendError naming the pip install if missing
+            try:
+                dnn.set_backend("cupy")
+            except dnn.BackendError as exc:  # names the pip install that provides it
+                raise SystemExit(f"benchmarks.gpu: --device cuda needs CuPy: {exc}") from exc
             self.tdev = torch.device("cuda")
         else:
             dnn.set_backend("numpy")
