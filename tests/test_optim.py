@@ -567,3 +567,32 @@ def test_clipnorm_is_global_over_groups_of_different_dtypes(backend_name):
     np.testing.assert_allclose(dnn.to_numpy(a.data), -3.0 * scale, rtol=1e-6)
     np.testing.assert_allclose(dnn.to_numpy(b.data), -4.0 * scale, rtol=1e-12)
     assert a.data.dtype == xp.float32 and b.data.dtype == xp.float64
+
+
+# ------------------------------------------------------------------ chunked in-place updates
+
+
+@pytest.mark.parametrize(("name", "kwargs"), CONFIGS, ids=CONFIG_IDS)
+def test_trajectory_with_tiny_update_chunks(float64, monkeypatch, name, kwargs):
+    """Optimizers may update the flat buffer chunk by chunk; chunks that cut through
+    parameters (and a short last chunk) must give the same trajectory."""
+    from dnn.backend import ops
+
+    monkeypatch.setattr(ops, "scratch_elements", lambda: 5, raising=False)
+    got = run_dnn(make(name, kwargs), steps=4)
+    want = run_reference(REFERENCES[name](**kwargs), steps=4)
+    assert_same_trajectory(got, want, rtol=1e-9)
+
+
+@pytest.mark.parametrize("name", list(REFERENCES))
+def test_trajectory_on_a_large_flat_buffer(float64, name):
+    """More elements than one CPU update chunk (2**18)."""
+    kwargs = {"SGD": {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 0.01},
+              "Adagrad": {"lr": 0.1, "lr_decay": 0.01, "weight_decay": 0.01},
+              "RMSprop": {"lr": 0.01, "momentum": 0.5, "weight_decay": 0.01},
+              "Adam": {"lr": 0.01, "weight_decay": 0.01}, "AdamW": {"lr": 0.01},
+              "NAdam": {"lr": 0.01, "weight_decay": 0.01}}[name]
+    init = initial_params(shapes=[(600, 500), (1000,), (7, 11)])
+    got = run_dnn(make(name, kwargs), steps=2, init=init)
+    want = run_reference(REFERENCES[name](**kwargs), steps=2, init=init)
+    assert_same_trajectory(got, want, rtol=1e-9, init=init)
