@@ -42,9 +42,9 @@ def scratch_elements() -> int:
     """How many elements an in-place update should process at once: on the CPU a
     chunk of the flat buffer that stays in cache (and a small scratch array);
     on a GPU the whole buffer (fewer kernel launches)."""
-    if backend.name == "numpy" or (backend.name == "torch" and not backend.module.cuda.is_available()):
-        return 1 << 18
-    return 1 << 62
+    if backend.name == "cupy" or (backend.name == "torch" and backend.module.cuda.is_available()):
+        return 1 << 62
+    return 1 << 18
 
 
 def one_hot(labels: Any, num_classes: int, dtype: Any = None) -> Any:
