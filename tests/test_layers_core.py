@@ -56,8 +56,11 @@ def test_dense_gradcheck_with_penalties(float64, l1, l2):
     assert dnn.gradcheck(layer, normal((4, 3))) < TOL
 
 
-def test_dense_gradcheck_3d_input(float64):
-    layer = Dense(4, 3)
+@pytest.mark.parametrize("packed", [False, True])
+def test_dense_gradcheck_3d_input(float64, packed):
+    layer = Dense(4, 3, l1=0.01, l2=0.02) if packed else Dense(4, 3)
+    if packed:  # weight and bias are views of one flat buffer (as after compile)
+        dnn.parameter.flat_groups(layer.parameters())
     layer.bias.data[...] = dnn.to_device(normal((3,), seed=2))
     x = normal((2, 3, 4))
     y = layer.forward(dnn.to_device(x))
