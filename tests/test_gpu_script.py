@@ -43,6 +43,7 @@ def test_gpu_benchmark_runs_on_the_cpu_and_writes_its_tables(tmp_path):
         assert len(bench["runs"]["dnn"]) == len(bench["runs"]["torch"]) == record["repeats"], name
         assert bench["dnn_s"] > 0 and bench["torch_s"] > 0, name
         assert bench["ratio"] == pytest.approx(bench["dnn_s"] / bench["torch_s"]), name
+        assert bench["meets"] == (bench["ratio"] <= bench["target"]), name
         # on the CPU only dnn's NumPy allocations are traced: a step allocates something
         assert bench["memory"]["dnn"]["peak"] > 0, name
         assert bench["memory"]["ratio"] is None, name
@@ -59,3 +60,16 @@ def test_gpu_benchmark_rejects_fewer_than_five_repeats(tmp_path):
     assert proc.returncode == 2
     assert "--repeats must be >= 5" in proc.stderr
     assert not (tmp_path / "gpu_bench.json").exists()
+
+
+def test_gpu_benchmark_without_a_gpu_says_what_is_missing(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present: the error path cannot be reached here")
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks.gpu", "--out", str(tmp_path)],
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0
+    assert "--device cuda needs" in proc.stderr and "Traceback" not in proc.stderr
