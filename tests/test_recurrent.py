@@ -103,6 +103,17 @@ def test_gradcheck_with_initial_state(float64, cls, return_sequences):
         assert _rel_error(dnn.to_numpy(g), numeric) < TOL
 
 
+def test_gradcheck_stacked_layers(float64):
+    """A sequence output feeds the next recurrent layer (and a Dense acting per step)."""
+    model = dnn.Sequential([LSTM(3, 5, return_sequences=True), GRU(5, 4, return_sequences=True),
+                            Dense(4, 2), RNN(2, 3)])
+    for layer in model.layers:
+        randomise(layer, scale=0.6)
+    assert model.output_shape((2, 4, 3)) == (2, 3)
+    # entries of dL/dW of the first layer are ~1e-6 here: a larger step keeps round-off down
+    assert dnn.gradcheck(model, normal((2, 4, 3)), h=1e-4) < TOL
+
+
 @pytest.mark.parametrize("cls", CELLS, ids=lambda c: c.__name__)
 def test_zero_initial_state_is_the_default(float64, cls):
     layer = cls(3, 4, return_sequences=True)
