@@ -282,3 +282,22 @@ def test_fashion_mnist_cnn_reaches_91_percent(data_home, monkeypatch, capsys):
     elapsed = time.perf_counter() - start
     print(f"Fashion-MNIST CNN: test accuracy {result['accuracy']:.4f} in {elapsed:.0f} s")
     assert result["accuracy"] >= 0.91
+
+
+def test_cnn_saves_and_loads(tmp_path):
+    """Conv, pooling and shape layers rebuild from a model file with identical outputs."""
+    from dnn.layers import AvgPool2D, GlobalAvgPool2D
+
+    model = dnn.Sequential([
+        Conv2D(2, 4, (3, 2), stride=(1, 2), padding=(1, 0)), ReLU(), MaxPool2D(2, padding=1),
+        Conv2D(4, 6, 1, bias=False), AvgPool2D(2, 1), Reshape((6, -1)), Flatten(),
+    ])
+    head = dnn.Sequential([Conv2D(2, 3, 3), GlobalAvgPool2D(), Dense(3, 2)])
+    x = _rand(3, 2, 9, 10).astype(np.float32)
+    for net in (model, head):
+        net.compile(loss="MSE", optimizer="sgd")
+        path = tmp_path / f"{id(net)}.dnn"
+        net.save(str(path))
+        loaded = dnn.load_model(str(path))
+        assert [type(a) for a in loaded.layers] == [type(b) for b in net.layers]
+        np.testing.assert_array_equal(loaded.predict(x), net.predict(x))
