@@ -87,9 +87,14 @@ class Recurrent(Layer):
         shape = (batch, self.hidden_size)
         if state is None:
             return tuple(xp.zeros(shape, dtype=dtype) for _ in range(self.state_size))
-        parts = tuple(state) if self.state_size > 1 else (state,)
-        if self.state_size > 1 and (isinstance(state, (list, tuple)) is False or len(parts) != 2):
-            raise ShapeError(f"{self.describe()}: initial_state must be a pair (h0, c0)")
+        if self.state_size == 1:
+            parts = (state,)
+        elif isinstance(state, (list, tuple)) and len(state) == self.state_size:
+            parts = tuple(state)
+        else:
+            is_seq = isinstance(state, (list, tuple))
+            given = f"a sequence of {len(state)}" if is_seq else type(state).__name__
+            raise ShapeError(f"{self.describe()}: initial_state must be a pair (h0, c0), got {given}")
         out = []
         for part in parts:
             part = backend.asarray(part, dtype=dtype)
