@@ -123,9 +123,12 @@ train() {
 tests() {
   # Proves: the whole fast test suite passes with CuPy as the session's default backend (every
   # test that takes the backend fixtures also runs its cupy case). Last, since it is the
-  # longest: it gets what is left of the budget. GPU_TEST_WORKERS=N runs it with pytest-xdist.
-  local par=()
-  [ -n "${GPU_TEST_WORKERS:-}" ] && par=(-n "$GPU_TEST_WORKERS")
+  # longest: it gets what is left of the budget. With pytest-xdist (in the GPU image) it runs
+  # on GPU_TEST_WORKERS processes (default 8; 0 = one process; every test writes only under its
+  # tmp_path), and with pytest-timeout no single test may hang the step (120 s each).
+  local par=() workers=${GPU_TEST_WORKERS:-8}
+  if [ "$workers" != 0 ] && $PY -c "import xdist" 2>/dev/null; then par+=(-n "$workers"); fi
+  if $PY -c "import pytest_timeout" 2>/dev/null; then par+=(--timeout 120); fi
   run_step tests 600 "$OUT/pytest_cupy.log" env DNN_BACKEND=cupy \
     $PY -m pytest -q -m "not slow" -p no:cacheprovider --durations=15 "${par[@]}"
 }
