@@ -57,7 +57,11 @@ class Dense(Layer):
             y += self.bias.data
         return y
 
-    def backward(self, grad: Any) -> Any:
+    #: ``backward(grad, input_grad=False)`` sets the parameter gradients and skips dL/dx
+    skips_input_grad = True
+
+    def backward(self, grad: Any, input_grad: bool = True) -> Any:
+        """Set dL/dW and dL/db; return dL/dx (None when ``input_grad`` is False)."""
         xp = backend.xp
         x, self._x = self._x, None
         if x.ndim > 2:
@@ -76,7 +80,7 @@ class Dense(Layer):
             weight.grad += (2.0 * self.l2) * weight.data
         if self.bias is not None:
             self.bias.grad = xp.sum(grad_2d, axis=0)
-        return grad @ weight.data.T
+        return grad @ weight.data.T if input_grad else None
 
     def regularization_loss(self) -> Any:
         xp = backend.xp
