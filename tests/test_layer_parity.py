@@ -96,6 +96,14 @@ def _ids(*shape: int, high: int) -> Callable[[np.random.Generator], np.ndarray]:
     return lambda rng: rng.integers(0, high, size=shape).astype(np.int64)
 
 
+def _state(batch: int, hidden: int, parts: int) -> Callable[[np.random.Generator], dict[str, Any]]:
+    """``initial_state``: one (B, H) array (RNN, GRU) or a pair (h0, c0) (LSTM)."""
+    def make(rng: np.random.Generator) -> dict[str, Any]:
+        arrays = tuple(0.5 * rng.standard_normal((batch, hidden)) for _ in range(parts))
+        return {"initial_state": arrays[0] if parts == 1 else arrays}
+    return make
+
+
 def _mask(*shape: int, p: float) -> Callable[[np.random.Generator], dict[str, np.ndarray]]:
     return lambda rng: {"mask": (rng.uniform(size=shape) > p).astype(np.float64)}
 
@@ -109,7 +117,7 @@ class Case:
     build: Callable[[], Any]
     make_input: Callable[[np.random.Generator], np.ndarray]
     training: bool = True
-    forward_kwargs: Callable[[np.random.Generator], dict[str, np.ndarray]] = field(
+    forward_kwargs: Callable[[np.random.Generator], dict[str, Any]] = field(
         default=lambda rng: {}
     )
     #: Embedding returns no input gradient
@@ -176,14 +184,18 @@ LAYER_CASES: dict[str, list[Case]] = {
     "RNN": [
         Case("rnn", lambda: RNN(3, 5), _normal(4, 6, 3)),
         Case("rnn-seq", lambda: RNN(3, 5, return_sequences=True), _normal(4, 6, 3)),
+        Case("rnn-initial-state", lambda: RNN(3, 5), _normal(4, 6, 3), forward_kwargs=_state(4, 5, 1)),
     ],
     "LSTM": [
         Case("lstm", lambda: LSTM(3, 5), _normal(4, 6, 3)),
         Case("lstm-seq", lambda: LSTM(3, 5, return_sequences=True), _normal(4, 6, 3)),
+        Case("lstm-initial-state", lambda: LSTM(3, 5, return_sequences=True), _normal(4, 6, 3),
+             forward_kwargs=_state(4, 5, 2)),
     ],
     "GRU": [
         Case("gru", lambda: GRU(3, 5), _normal(4, 6, 3)),
         Case("gru-seq", lambda: GRU(3, 5, return_sequences=True), _normal(4, 6, 3)),
+        Case("gru-initial-state", lambda: GRU(3, 5), _normal(4, 6, 3), forward_kwargs=_state(4, 5, 1)),
     ],
     "Sequential": [
         Case("sequential-mlp", _dense_stack, _normal(4, 5)),
@@ -232,13 +244,16 @@ def _random_state(layer: Any, rng: np.random.Generator) -> dict[str, np.ndarray]
     return state
 
 
-def _device(arr: np.ndarray) -> Any:
-    """A NumPy input on the active backend: floats take the default dtype, ints stay ints."""
+def _device(arr: Any) -> Any:
+    """A NumPy input (or a tuple of them) on the active backend: floats take the default
+    dtype, ints stay ints."""
+    if isinstance(arr, tuple):
+        return tuple(backend.asarray(a) for a in arr)
     return backend.asarray(arr)
 
 
 def _run_layer(case: Case, backend_name: str, dtype: str, state: dict[str, np.ndarray],
-               x: np.ndarray, kwargs: dict[str, np.ndarray], grad_out: np.ndarray | None) -> dict:
+               x: np.ndarray, kwargs: dict[str, Any], grad_out: np.ndarray | None) -> dict:
     _use(backend_name, dtype)
     layer = case.build()
     layer.load_state_dict(state)
