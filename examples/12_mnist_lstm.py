@@ -17,7 +17,7 @@ known for. With Adam it passes 97 % test accuracy in a few epochs.
 
 Run:  python examples/12_mnist_lstm.py [--epochs 3] [--train-size 60000] [--small] [--backend torch]
 The data is read from $DNN_DATA_HOME/mnist (the four idx .gz files).
-``--small`` trains on 2,000 images for one epoch: a smoke test in seconds.
+``--small`` trains on 4,000 images for one epoch: a smoke test in seconds (about 75 % test accuracy).
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--clipnorm", type=float, default=1.0)
     parser.add_argument("--backend", default=None, help="numpy (default), torch, cupy, ...")
     parser.add_argument("--data-home", default=None, help="default: $DNN_DATA_HOME")
-    parser.add_argument("--small", action="store_true", help="2,000 images, 1 epoch (smoke test)")
+    parser.add_argument("--small", action="store_true",
+                        help="4,000 images, 1 epoch of batch 64 (smoke test)")
     parser.add_argument("--verbose", type=int, default=1)
     args = parser.parse_args(argv)
     if args.backend:
@@ -61,9 +62,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     (x_train, y_train), (x_test, y_test) = load_mnist(args.data_home)
     x_train, x_test = prepare(x_train), prepare(x_test)
-    epochs, n_train = args.epochs, args.train_size
+    epochs, n_train, batch_size = args.epochs, args.train_size, args.batch_size
     if args.small:
-        n_train, epochs, x_test, y_test = 2000, 1, x_test[:500], y_test[:500]
+        n_train, epochs, batch_size, x_test, y_test = 4000, 1, 64, x_test[:1000], y_test[:1000]
     x_train, y_train = x_train[:n_train], y_train[:n_train]
 
     dnn.manual_seed(0)
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     if args.verbose:
         model.summary((1, 28, 28))
     start = time.perf_counter()
-    model.fit(x_train, y_train, epochs=epochs, batch_size=args.batch_size,
+    model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size,
               validation_data=(x_test, y_test), verbose=args.verbose, seed=0)
     seconds = time.perf_counter() - start
     result = model.evaluate(x_test, y_test)
