@@ -17,14 +17,16 @@ ratio is mostly the per-step elementwise gate math and the BLAS library.
 
 Measured on the shared 2-core machine (NumPy 2.4 + OpenBLAS vs torch 2.13 + MKL),
 with one BLAS/torch thread each (``OPENBLAS_NUM_THREADS=1``, ``torch.set_num_threads(1)``):
-lstm_step 55 ms vs 44 ms min (61 vs 53 ms median, ratio 1.15-1.26); mnist_lstm_step
-61 vs 50 ms min (ratio 1.1-1.2). In CPU time the LSTM step is 28 ms vs 22 ms: GEMMs
+lstm_step 27.9 vs 25.5 ms min, 29.7 vs 26.9 ms median (ratio 1.10; 1.15-1.26 in busier
+runs); mnist_lstm_step 31.5 vs 24.7 ms min, 37.1 vs 37.2 ms median (ratio 1.0-1.3).
+In CPU time the LSTM step is 28 ms vs 22 ms: GEMMs
 at ~80 GFLOP/s take 19.5 ms (per-step forward 4.8, per-step backward 4.8,
 dW_hh 5.3, dW_ih 1.7, dx 1.5, input projection 1.4), the per-step gate math
 the rest (the one tanh over (B, 4H) is the largest piece). With the default
 two OpenBLAS threads on a busy machine the small per-step products make the
-threads wait for each other and our step becomes 2-4x slower and erratic
-(torch's OpenMP pool suffers less); set ``OPENBLAS_NUM_THREADS=1`` there.
+threads wait for each other: steps become 2-40x slower and erratic on both sides
+(one run: 2.08 s vs 2.09 s for lstm_step, 0.66 s vs 0.05 s for mnist_lstm_step);
+set ``OPENBLAS_NUM_THREADS=1`` (and ``torch.set_num_threads(1)``) there.
 """
 
 from __future__ import annotations
