@@ -17,8 +17,10 @@ dx_t = dz_t @ W_ihᵀ (see :mod:`dnn.layers.recurrent` for the GEMM layout).
 All four gates go through ONE tanh per step: σ(z) = ½·tanh(½z) + ½, so the
 pre-activations are computed already scaled by s = [½, ½, 1, ½] (the weights
 are scaled once per forward) and act = a ⊙ tanh(s ⊙ z) + c with
-a = [½, ½, 1, ½], c = [½, ½, 0, ½]; the derivative of every gate is then
-a ⊙ s ⊙ (1 − tanh²), again one expression over the (B, 4H) block.
+a = [½, ½, 1, ½], c = [½, ½, 0, ½]. Backward gets every gate's derivative from
+its activation in one expression over the (B, 4H) block: u + act ⊙ (v − act)
+with u = [0, 0, 1, 0], v = [1, 1, 0, 1] (σ(1 − σ) and 1 − g²). The cache per
+step is the activations (4H), c_t and tanh(c_t) and h_t: 7·B·H numbers.
 
 Initialisation: W_ih Glorot-uniform, W_hh orthogonal (one block per gate),
 b zeros except the forget-gate bias, which is 1 (``unit_forget_bias=True``,
@@ -78,12 +80,12 @@ class LSTM(Recurrent):
         x_tm, xw = self._project_inputs(x, self.weight_ih.data * s, self.bias.data * s)
         hs = xp.empty((steps + 1, batch, hsz), dtype=x.dtype)
         hs[0, ...] = h
-        tanhs, acts, cells, tanh_cells = [], [], [c], []
+        acts, cells, tanh_cells = [], [c], []
         for t in range(steps):
             z = h @ w_hh
             z += xw[t, ...]
-            th = xp.tanh(z)
-            act = th * a
+            act = xp.tanh(z)
+            act *= a
             act += off
             i, f = act[:, :hsz], act[:, hsz:2 * hsz]
             g, o = act[:, 2 * hsz:3 * hsz], act[:, 3 * hsz:]
@@ -92,11 +94,10 @@ class LSTM(Recurrent):
             tc = xp.tanh(c)
             h = o * tc
             hs[t + 1, ...] = h
-            tanhs.append(th)
             acts.append(act)
             cells.append(c)
             tanh_cells.append(tc)
-        self._cache = {"x_tm": x_tm, "hs": hs, "tanhs": tanhs, "acts": acts, "cells": cells,
+        self._cache = {"x_tm": x_tm, "hs": hs, "acts": acts, "cells": cells,
                        "tanh_cells": tanh_cells, "batch": batch, "steps": steps}
         return self._outputs(hs)
 
@@ -105,9 +106,12 @@ class LSTM(Recurrent):
         cache = self._take_cache()
         self._check_grad(grad, cache)
         batch, steps, hsz = cache["batch"], cache["steps"], self.hidden_size
-        tanhs, acts, cells, tanh_cells = cache["tanhs"], cache["acts"], cache["cells"], cache["tanh_cells"]
-        s, a, _ = self._affine(grad.dtype)
-        k_neg = -(a * s)  # the gate derivatives are k ⊙ (1 − th²) = −k ⊙ (th² − 1)
+        acts, cells, tanh_cells = cache["acts"], cache["cells"], cache["tanh_cells"]
+        # every gate's derivative from its activation: σ' = σ(1 − σ), tanh' = 1 − g², i.e.
+        # u + act ⊙ (v − act) with u = [0, 0, 1, 0] and v = [1, 1, 0, 1] per gate block
+        slope = self._affine(grad.dtype)[1]  # ½ for σ gates, 1 for g
+        v = 2.0 - 2.0 * slope
+        u = 1.0 - v
         w_hh_t = self._recurrent_t()
         grad_seq, dh = self._output_grads(grad)
         hs = cache["hs"]
@@ -130,10 +134,9 @@ class LSTM(Recurrent):
             dz[:, hsz:2 * hsz] = dct * cells[t]
             dz[:, 2 * hsz:3 * hsz] = dct * i
             dz[:, 3 * hsz:] = dh * tc
-            th = tanhs[t]
-            deriv = th * th
-            deriv -= 1.0
-            deriv *= k_neg
+            deriv = v - act
+            deriv *= act
+            deriv += u
             dz *= deriv
             dh = dz @ w_hh_t
             dc = dct * f
