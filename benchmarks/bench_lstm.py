@@ -17,9 +17,10 @@ ratio is mostly the per-step elementwise gate math and the BLAS library.
 
 Measured on the shared 2-core machine (NumPy 2.4 + OpenBLAS vs torch 2.13 + MKL),
 with one BLAS/torch thread each (``OPENBLAS_NUM_THREADS=1``, ``torch.set_num_threads(1)``):
-lstm_step 27.9 vs 25.5 ms min, 29.7 vs 26.9 ms median (ratio 1.10; 1.15-1.26 in busier
-runs); mnist_lstm_step 31.5 vs 24.7 ms min, 37.1 vs 37.2 ms median (ratio 1.0-1.3).
-In CPU time the LSTM step is 28 ms vs 22 ms: GEMMs
+lstm_step 27.9 vs 25.5 ms min, 29.7 vs 26.9 ms median (ratio 1.10; 1.3 min and up to
+1.6 median in busier runs); mnist_lstm_step 31.5 vs 24.7 ms min, 37.1 vs 37.2 ms median
+(ratio 1.0-1.3). In CPU time the LSTM step is 28-29 ms vs 22 ms (GRU 23 vs 27 ms,
+RNN 6 vs 10 ms, same sizes): GEMMs
 at ~80 GFLOP/s take 19.5 ms (per-step forward 4.8, per-step backward 4.8,
 dW_hh 5.3, dW_ih 1.7, dx 1.5, input projection 1.4), the per-step gate math
 the rest (the one tanh over (B, 4H) is the largest piece). With the default
