@@ -342,12 +342,12 @@ def test_cli_lstm_model(capsys):
 @pytest.mark.slow
 def test_mnist_lstm_reaches_97_percent(data_home):
     """examples/12_mnist_lstm.py on NumPy: rows of an image as 28 steps of 28 features, all
-    60,000 training images, 3 epochs of Adam with clipnorm (98.1 % test accuracy).
+    60,000 training images, 3 epochs of Adam with clipnorm (98.0-98.1 % test accuracy).
 
     It runs in a subprocess with single-threaded BLAS unless the caller set the thread
     count: every step is a chain of small (batch, 128) @ (128, 512) products, and on the
     shared 2-core machine two OpenBLAS threads waiting for each other made a step 10-30x
-    slower than one thread. About 52 s of CPU time; 180-460 s wall at load averages of 9-12.
+    slower than one thread. About 52 s of CPU time; 95-460 s wall at load averages of 6-12.
     """
     env = {**os.environ, "DNN_DATA_HOME": str(data_home)}
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
