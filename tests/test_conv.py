@@ -301,3 +301,22 @@ def test_cnn_saves_and_loads(tmp_path):
         loaded = dnn.load_model(str(path))
         assert [type(a) for a in loaded.layers] == [type(b) for b in net.layers]
         np.testing.assert_array_equal(loaded.predict(x), net.predict(x))
+
+
+def test_conv2d_workspace_never_aliases_inputs_or_outputs(backend_name):
+    """The im2col buffer is reused by the next forward: that must not touch an earlier
+    input or output (a 1x1 kernel's windows are the input itself)."""
+    layer = Conv2D(3, 2, 1)
+    x1 = backend.asarray(_rand(2, 3, 4, 4).astype(np.float32))
+    x2 = backend.asarray(_rand(2, 3, 4, 4, seed=1).astype(np.float32))
+    x1_copy = _np(x1).copy()
+    y1 = layer(x1)
+    y1_copy = _np(y1).copy()
+    layer(x2)
+    np.testing.assert_array_equal(_np(x1), x1_copy)
+    np.testing.assert_array_equal(_np(y1), y1_copy)
+    # backward uses the latest forward: the weight gradient of x2
+    g = backend.xp.ones((2, 2, 4, 4), dtype=x1.dtype)
+    layer.backward(g)
+    expected = _np(x2).sum(axis=(0, 2, 3))  # dL/dW[o, c] = Σ x2[n, c, h, w] for every o
+    np.testing.assert_allclose(_np(layer.weight.grad)[:, :, 0, 0], np.stack([expected] * 2), rtol=1e-5)

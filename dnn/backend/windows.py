@@ -192,12 +192,17 @@ def masked(mask: Any, x: Any) -> Any:
     return xp.where(mask, x, xp.zeros((), dtype=x.dtype))
 
 
-def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:
+def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, out: Any = None) -> Any:
     """Windows of an (N, C, H, W) image as the rows of one matrix: (N·OH·OW, kh·kw·C).
 
     Row (n, p, q) holds the window under output pixel (p, q) of sample n, its
     columns ordered (i, j, c). ``im2col(x) @ W₂ᵀ``, with ``W₂`` the (out, C, kh, kw)
     kernel permuted to (out, kh, kw, C) and flattened, is the convolution.
+
+    ``out``: a previous result to overwrite when it has the right shape, dtype and
+    device (NumPy, CuPy, PyTorch). Reusing it saves the page faults of a fresh
+    multi-megabyte array on every call; otherwise a new array is returned (always
+    a new array, never a view of ``x``, so it is safe to overwrite later).
     """
     n, c = x.shape[0], x.shape[1]
     kh, kw = kernel
@@ -209,7 +214,13 @@ def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair) -> Any:
             xpad = empty_like(x)  # a channels-last copy makes the gather below contiguous
             xpad[...] = x
         windows = window_view(xpad, kernel, stride)  # (N, C, OH, OW, kh, kw), a view
-        return xp.reshape(xp.permute_dims(windows, (0, 2, 3, 4, 5, 1)), (n * oh * ow, kh * kw * c))
+        shape = (n * oh * ow, kh * kw * c)
+        if (out is None or tuple(out.shape) != shape or out.dtype != x.dtype
+                or out.device != x.device):
+            out = xp.empty(shape, dtype=x.dtype, device=x.device)  # owned, never a view of x
+        # the one gather: a view of a contiguous array, written in place
+        xp.reshape(out, (n, oh, ow, kh, kw, c))[...] = xp.permute_dims(windows, (0, 2, 3, 4, 5, 1))
+        return out
     pieces = [xp.permute_dims(p, (0, 2, 3, 1)) for p in window_slices(xpad, kernel, stride)]
     return xp.reshape(xp.stack(pieces, axis=3), (n * oh * ow, kh * kw * c))
 

@@ -18,7 +18,10 @@ Backward, with G = dL/dY laid out the same way (N·OH·OW, out):
     per kernel offset (:func:`dnn.backend.windows.col2im_matmul`).
 
 ``cols`` is cached between forward and backward (recomputing it would cost a
-second gather of kh·kw times the input; caching costs that much memory).
+second gather of kh·kw times the input; caching costs that much memory). Its
+buffer stays with the layer after backward and the next forward of the same
+shape writes into it: a fresh multi-megabyte array per step costs more in page
+faults than the copy itself.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class Conv2D(Layer):
         self.bias = Parameter(initializers.zeros((out_channels,)), "bias") if bias else None
         self.param_names = ("weight", "bias") if bias else ("weight",)
         self._cache: tuple[Any, Any, tuple[int, ...]] | None = None
+        self._workspace: Any = None  # the last im2col matrix, overwritten by the next forward
 
     def forward(self, x: Any, *, training: bool = False) -> Any:
         check_nchw(self, x, self.in_channels, self.kernel_size, self.padding)
@@ -109,7 +113,8 @@ class Conv2D(Layer):
         kh, kw = self.kernel_size
         oh = windows.out_size(h, kh, self.stride[0], self.padding[0])
         ow = windows.out_size(w, kw, self.stride[1], self.padding[1])
-        cols = windows.im2col(x, self.kernel_size, self.stride, self.padding)
+        cols = windows.im2col(x, self.kernel_size, self.stride, self.padding, out=self._workspace)
+        self._workspace = cols
         w2 = xp.reshape(xp.permute_dims(self.weight.data, (0, 2, 3, 1)), (self.out_channels, -1))
         y = cols @ w2.T  # (N·OH·OW, out): the one GEMM
         if self.bias is not None:
