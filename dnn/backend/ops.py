@@ -44,7 +44,7 @@ def scratch_elements() -> int:
     on a GPU the whole buffer (fewer kernel launches)."""
     if backend.name == "cupy" or (backend.name == "torch" and backend.module.cuda.is_available()):
         return 1 << 62
-    return 1 << 18
+    return 1 << 20
 
 
 def one_hot(labels: Any, num_classes: int, dtype: Any = None) -> Any:

@@ -10,6 +10,7 @@ import math
 from typing import Any
 
 from dnn import backend
+from dnn.backend import windows
 from dnn.layers.base import Layer, register
 
 
@@ -34,7 +35,7 @@ class ReLU(_Elementwise):
         return y
 
     def backward(self, grad: Any) -> Any:
-        return backend.xp.where(self._take() > 0, grad, 0.0)
+        return windows.masked(self._take() > 0, grad)  # g·[y > 0], branch-free
 
 
 @register
