@@ -50,11 +50,13 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """pytest-benchmark suites in benchmarks/ (files bench_*.py and test_*.py)."""
-    session.install("-e", ".[test]", "torch")
-    args = session.posargs or []
-    session.run("python", "-m", "pytest", "benchmarks/", "--benchmark-only",
-                "-o", "python_files=bench_*.py test_*.py", *args, env=_env())
+    """Every benchmark (suites, cost model, memory, dnn vs PyTorch) -> BENCHMARKS.md.
+
+    Arguments after -- go to ``python -m benchmarks`` (e.g. ``--quick``, ``--threads 1``,
+    ``--skip suites``).
+    """
+    session.install("-e", ".[test]", "torch", "scikit-learn", "threadpoolctl", "pyinstrument")
+    session.run("python", "-m", "benchmarks", *session.posargs, env=_env())
 
 
 @nox.session

@@ -63,6 +63,31 @@ def best_of(fn: Callable[[], Any], repeat: int = 5, number: int = 1, warmup: int
     return min(times)
 
 
+def set_threads(threads: int | None) -> None:
+    """Use ``threads`` BLAS/OpenMP threads in NumPy (threadpoolctl) and PyTorch alike.
+
+    On a busy machine a 2-thread GEMM waits for its second thread to be scheduled,
+    which can cost more than the product: ``--threads 1`` gives steadier timings.
+    None leaves the libraries' defaults.
+    """
+    if threads is None:
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+
+        global _limits
+        _limits = threadpool_limits(threads)  # kept alive: the limit holds until exit
+    except ImportError:
+        pass
+    if importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+_limits: Any = None
+
+
 def median(values: list[float]) -> float:
     return statistics.median(values)
 
@@ -138,6 +163,9 @@ def machine_lines(info: dict[str, Any]) -> list[str]:
         "- versions: " + ", ".join(f"{k} {v}" for k, v in info["versions"].items()),
         f"- BLAS: {blas}",
     ]
+    if info.get("threads_requested"):
+        lines.append(f"- threads: limited to {info['threads_requested']} for NumPy's BLAS and PyTorch alike "
+                     "(`--threads`)")
     if "torch_threads" in info:
         lines.append(f"- torch threads: {info['torch_threads']}")
     lines.append("- environment: " + (", ".join(f"{k}={v}" for k, v in info["env"].items()) or "(none set)"))

@@ -37,7 +37,14 @@ from typing import Any
 import numpy as np
 
 import dnn
-from benchmarks.common import RESULTS, layer_available, machine_info, markdown_table, median
+from benchmarks.common import (
+    RESULTS,
+    layer_available,
+    machine_info,
+    markdown_table,
+    median,
+    set_threads,
+)
 from dnn import backend
 
 BATCH = 128
@@ -105,7 +112,7 @@ def torch_mlp(x: np.ndarray, y: np.ndarray) -> Callable[[], float]:
             loss = loss_fn(model(xt[index]), yt[index])
             loss.backward()
             opt.step()
-        float(loss)
+        float(loss.detach())
         return time.perf_counter() - start
 
     return epoch
@@ -261,7 +268,8 @@ def alternate(contenders: dict[str, Callable[[], float]], repeats: int,
 
 
 def run(repeats: int = 5, synthetic: bool = False, steps: int = 10, sklearn: bool = True,
-        quick: bool = False) -> dict[str, Any]:
+        quick: bool = False, threads: int | None = None) -> dict[str, Any]:
+    set_threads(threads)
     dnn.set_backend("numpy")
     dnn.set_default_dtype("float32")
     import torch
@@ -366,12 +374,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sklearn", action="store_true")
     parser.add_argument("--quick", action="store_true", help="6,000 samples (a smoke test)")
     parser.add_argument("--profile", action="store_true", help="print a profile of one dnn epoch of (a)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="BLAS/OpenMP threads for NumPy and PyTorch alike (default: as installed)")
     parser.add_argument("--json", type=Path, default=RESULTS / "compare.json")
     args = parser.parse_args(argv)
     if args.profile:
+        set_threads(args.threads)
         print(profile_dnn_epoch(args.synthetic))
         return 0
-    results = run(args.repeats, args.synthetic, args.steps, not args.no_sklearn, args.quick)
+    results = run(args.repeats, args.synthetic, args.steps, not args.no_sklearn, args.quick, args.threads)
     results["ratios"] = ratios(results)
     print(report(results))
     args.json.parent.mkdir(parents=True, exist_ok=True)

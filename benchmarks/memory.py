@@ -23,7 +23,7 @@ it); CuPy: the memory pool's used bytes — and compared with the theory:
 | SoftmaxCrossEntropy (N, C) | softmax and one-hot targets: 2·N·C |
 
 Parameters and gradients: Σ sizes × itemsize each; Adam: exp_avg and
-exp_avg_sq (2 × the parameters) plus its scratch (min(P, 2¹⁸) elements on the
+exp_avg_sq (2 × the parameters) plus its scratch (min(P, 2²⁰) elements on the
 CPU, see ``Optimizer._chunks``). PASS when measured ≤ 1.05 × theory + 4 KiB
 (the 4 KiB are Python objects: tuples, Parameter instances). After backward
 a layer must hold nothing but its gradients (the cache is dropped).

@@ -28,6 +28,7 @@ from benchmarks.common import (
     loglog_fit,
     machine_info,
     markdown_table,
+    set_threads,
     timed,
 )
 from dnn import backend
@@ -136,7 +137,9 @@ def plot(results: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def run(quick: bool = False, backend_name: str = "numpy", plot_path: Path | None = None) -> dict[str, Any]:
+def run(quick: bool = False, backend_name: str = "numpy", plot_path: Path | None = None,
+        threads: int | None = None) -> dict[str, Any]:
+    set_threads(threads)
     dnn.set_backend(backend_name)
     dnn.set_default_dtype("float32")
     dnn.manual_seed(0)
@@ -182,9 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--backend", default="numpy")
     parser.add_argument("--plot", type=Path, default=None,
                         help="PNG path (default benchmarks/results/scaling.png)")
+    parser.add_argument("--threads", type=int, default=None, help="BLAS threads (default: as installed)")
     parser.add_argument("--json", type=Path, default=RESULTS / "scaling.json")
     args = parser.parse_args(argv)
-    results = run(args.quick, args.backend, args.plot)
+    results = run(args.quick, args.backend, args.plot, args.threads)
     print(report(results))
     if results["plot"]:
         print(f"\nplot: {results['plot']}")
