@@ -3,8 +3,8 @@
 - spiral (NNFS, 3 classes, noise 0.2): a 2-64-64-3 ReLU network reaches
   >= 0.88 on freshly drawn held-out points (the Bayes limit is about 0.91:
   the angular noise of 0.5 rad makes neighbouring arms overlap). Fast.
-- Fashion-MNIST: a 784-512-256-10 MLP with Adam reaches >= 0.88 test accuracy
-  (marked slow); seconds per epoch are recorded next to an equivalent plain
+- Fashion-MNIST: a 784-512-256-10 MLP with Adam (cosine-decayed learning
+  rate, 6 epochs) reaches >= 0.88 test accuracy (marked slow); seconds per epoch are recorded next to an equivalent plain
   PyTorch CPU loop measured in the same process.
 """
 
@@ -75,11 +75,13 @@ def test_fashion_mnist_mlp_reaches_088(data_home, record_property):
     x, y, xt, yt = _fashion(data_home)
     dnn.manual_seed(0)
     model = mlp([784, 512, 256, 10])
-    model.compile(loss=dnn.losses.SoftmaxCrossEntropy(), optimizer=dnn.optim.Adam(lr=1e-3),
+    epochs, batch = 6, 128
+    # cosine decay to 1e-5: the last epochs settle instead of bouncing around 0.88 (seeds 0, 1: 0.891, 0.889)
+    schedule = dnn.optim.schedules.CosineDecay(1e-3, epochs * -(-x.shape[0] // batch), 1e-5)
+    model.compile(loss=dnn.losses.SoftmaxCrossEntropy(), optimizer=dnn.optim.Adam(lr=schedule),
                   metrics=["accuracy"])
-    epochs = 8
     start = time.perf_counter()
-    history = model.fit(x, y, epochs=epochs, batch_size=128, verbose=0, seed=0)
+    history = model.fit(x, y, epochs=epochs, batch_size=batch, verbose=0, seed=0)
     dnn.synchronize()
     per_epoch = (time.perf_counter() - start) / epochs
     result = model.evaluate(xt, yt)
