@@ -4,8 +4,9 @@
   >= 0.88 on freshly drawn held-out points (the Bayes limit is about 0.91:
   the angular noise of 0.5 rad makes neighbouring arms overlap). Fast.
 - Fashion-MNIST: a 784-512-256-10 MLP with Adam (cosine-decayed learning
-  rate, 6 epochs) reaches >= 0.88 test accuracy (marked slow); seconds per epoch are recorded next to an equivalent plain
-  PyTorch CPU loop measured in the same process.
+  rate, 6 epochs) reaches >= 0.88 test accuracy (marked slow); seconds per
+  epoch are recorded next to an equivalent plain PyTorch CPU loop measured
+  in the same process.
 """
 
 from __future__ import annotations
