@@ -12,7 +12,11 @@ import dnn
 from dnn import backend
 
 BACKEND_NAMES = ["numpy", "array_api_strict", "torch", "cupy"]
-DATA_HOME = Path(os.environ.get("DNN_DATA_HOME", Path(__file__).resolve().parents[2] / "shared" / "datasets"))
+DATA_HOME = Path(
+    os.environ.get("DNN_DATA_HOME", Path(__file__).resolve().parents[2] / "shared" / "datasets")
+).resolve()
+# absolute, so subprocesses started in other directories (examples, CLI) find the data too
+os.environ["DNN_DATA_HOME"] = str(DATA_HOME)
 
 
 def _why_missing(name: str) -> str | None:
