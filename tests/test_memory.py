@@ -6,12 +6,16 @@ numpy backend (and on cupy through its memory pool); other backends are skipped.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
 import pytest
 
 import dnn
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks/ is not installed
 from benchmarks import memory
 
 
