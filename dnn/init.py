@@ -12,8 +12,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from dnn import backend
 from dnn.backend import random
 
@@ -86,15 +84,16 @@ def orthogonal(shape: tuple[int, ...], dtype: Any = None, gain: float = 1.0) -> 
     """A (semi-)orthogonal matrix from the QR decomposition of a Gaussian one.
 
     The weight is seen as (shape[0], prod(rest)); its rows or columns, whichever
-    are fewer, are orthonormal. The QR runs on the host (one-off work).
+    are fewer, are orthonormal (computed in float64 with the standard's linalg.qr).
     """
+    xp = backend.xp
     rows, cols = shape[0], math.prod(shape[1:]) if len(shape) > 1 else 1
-    gaussian = backend.to_numpy(random.normal((max(rows, cols), min(rows, cols)), dtype=backend.xp.float64))
-    q, r = np.linalg.qr(gaussian)
-    q = q * np.sign(np.diag(r))  # make the decomposition unique
+    gaussian = random.normal((max(rows, cols), min(rows, cols)), dtype=xp.float64)
+    q, r = xp.linalg.qr(gaussian)
+    q = q * xp.sign(xp.linalg.diagonal(r))  # make the decomposition unique
     if rows < cols:
-        q = q.T
-    return backend.asarray(gain * q.reshape(shape), dtype=dtype or backend.default_dtype())
+        q = xp.matrix_transpose(q)
+    return xp.astype(gain * xp.reshape(q, shape), dtype or backend.default_dtype())
 
 
 glorot_uniform, glorot_normal = xavier_uniform, xavier_normal

@@ -13,8 +13,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from dnn import backend, losses, optim
 from dnn import metrics as metric_lib
 from dnn.backend import random
@@ -276,7 +274,7 @@ class Sequential(Layer):
 
     def predict(self, x: Any, batch_size: int = 256) -> Any:
         """Outputs for ``x`` in eval mode, in batches. NumPy in, NumPy out; backend in, backend out."""
-        host = isinstance(x, np.ndarray)
+        host = not backend.is_array(x)
         x_dev = check_predict_inputs(self, x, batch_size)
         outputs = [self.forward(xb, training=False)
                    for xb, _ in batches(x_dev, x_dev, batch_size, shuffle=False)]

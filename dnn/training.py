@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from typing import Any
 
@@ -54,7 +55,7 @@ def check_fit_inputs(model: Any, x: Any, y: Any, batch_size: int, epochs: int,
     ``where`` ("fit", "evaluate") starts every message.
     """
     for arg, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+        if not _is_int(value) or value < low:
             raise ValueError(f"{where}: {arg} must be an int >= {low}, got {value!r}")
     if not 0.0 <= validation_split < 1.0:
         raise ValueError(f"{where}: validation_split must be in [0, 1), got {validation_split!r}")
@@ -91,13 +92,13 @@ def check_validation_data(model: Any, data: Any, batch_size: int) -> tuple[Any, 
 def check_fit_args(initial_epoch: int, log_every: int) -> None:
     """The counters of ``fit`` other than epochs and batch_size."""
     for arg, value, low in (("initial_epoch", initial_epoch, 0), ("log_every", log_every, 1)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+        if not _is_int(value) or value < low:
             raise ValueError(f"fit: {arg} must be an int >= {low}, got {value!r}")
 
 
 def check_predict_inputs(model: Any, x: Any, batch_size: int) -> Any:
     """Validate ``predict``'s input (non-empty, numeric, finite) and move it to the backend."""
-    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+    if not _is_int(batch_size) or batch_size < 1:
         raise ValueError(f"predict: batch_size must be an int >= 1, got {batch_size!r}")
     if x is None:
         raise ValueError("predict: x is required")
@@ -109,6 +110,11 @@ def check_predict_inputs(model: Any, x: Any, batch_size: int) -> Any:
     x = _to_backend(x, keep_integers=getattr(model.layers[0], "integer_input", False))
     _check_finite(x, "x", "predict")
     return x
+
+
+def _is_int(value: Any) -> bool:
+    """A Python or NumPy integer (both are ``numbers.Integral``), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _numeric(arr: Any, name: str, where: str) -> Any:
