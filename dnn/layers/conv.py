@@ -122,7 +122,11 @@ class Conv2D(Layer):
         self._cache = (cols, w2, tuple(x.shape))
         return xp.permute_dims(xp.reshape(y, (n, oh, ow, self.out_channels)), (0, 3, 1, 2))
 
-    def backward(self, grad: Any) -> Any:
+    #: ``backward(grad, input_grad=False)`` sets the parameter gradients and skips dL/dx
+    #: (the model does so for a first layer, whose input gradient nothing reads)
+    skips_input_grad = True
+
+    def backward(self, grad: Any, input_grad: bool = True) -> Any:
         if self._cache is None:
             raise RuntimeError(f"{self.describe()}.backward called before forward")
         xp = backend.xp
@@ -137,6 +141,8 @@ class Conv2D(Layer):
         if self.bias is not None:
             # Σ over rows as a GEMV: several times faster than sum(axis=0) on NumPy
             self.bias.grad = xp.ones((g.shape[0],), dtype=g.dtype) @ g
+        if not input_grad:
+            return None
         if c < 16:  # few channels: one GEMM, then the scatter-add of its (N·OH·OW, kh·kw·C) rows
             return windows.col2im(g @ w2, x_shape, self.kernel_size, self.stride, self.padding)
         # dL/dx = col2im(g @ w2), one (N·OH·OW, C) GEMM block per kernel offset
