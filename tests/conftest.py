@@ -83,3 +83,21 @@ def data_home() -> Path:
 
 def to_numpy(x):
     return backend.to_numpy(x)
+
+
+@pytest.fixture
+def no_tf32():
+    """Full float32 precision on CUDA for parity tests: TF32 off in torch, and CuPy must not
+    have it on (CUPY_TF32 is off by default)."""
+    if os.environ.get("CUPY_TF32", "0") not in ("", "0"):
+        pytest.fail("CUPY_TF32 is set: CuPy float32 matrix products would run in TF32; unset it")
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

@@ -24,7 +24,6 @@ holds for losses (``LOSS_CASES``) and optimizers (``OPTIMIZER_CASES``).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -70,21 +69,7 @@ DTYPES = ["float64", "float32"]
 TOL = {"float64": {"rtol": 1e-9, "atol": 1e-12}, "float32": {"rtol": 1e-4, "atol": 1e-5}}
 
 
-@pytest.fixture(autouse=True)
-def _no_tf32():
-    """Full float32 precision on CUDA: TF32 off in torch, and CuPy must not have it on."""
-    if os.environ.get("CUPY_TF32", "0") not in ("", "0"):
-        pytest.fail("CUPY_TF32 is set: CuPy float32 matrix products would run in TF32; unset it")
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+pytestmark = pytest.mark.usefixtures("no_tf32")
 
 
 # ------------------------------------------------------------------------------ the table

@@ -10,7 +10,6 @@ unless ``CUPY_TF32=1`` is set (see tests/test_layer_parity.py).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -28,20 +27,7 @@ TOL = {"float64": {"rtol": 1e-9, "atol": 1e-12}, "float32": {"rtol": 1e-4, "atol
 STEPS = 3
 
 
-@pytest.fixture(autouse=True)
-def _no_tf32():
-    if os.environ.get("CUPY_TF32", "0") not in ("", "0"):
-        pytest.fail("CUPY_TF32 is set: CuPy float32 matrix products would run in TF32; unset it")
-    try:
-        import torch
-    except ImportError:
-        yield
-        return
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+pytestmark = pytest.mark.usefixtures("no_tf32")
 
 
 def mlp() -> dnn.Sequential:
