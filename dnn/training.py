@@ -6,8 +6,6 @@ import numbers
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
-
 from dnn import backend
 from dnn.backend import random
 from dnn.errors import ShapeError
@@ -118,13 +116,13 @@ def _is_int(value: Any) -> bool:
 
 
 def _numeric(arr: Any, name: str, where: str) -> Any:
-    """NumPy or backend arrays pass; lists become NumPy; strings/objects are refused."""
+    """NumPy or backend arrays pass; lists become backend arrays; strings/objects are refused."""
     if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
         try:
-            arr = np.asarray(arr)
+            arr = backend.asarray(arr)
         except Exception as exc:
             raise TypeError(f"{where}: {name} must be an array, got {type(arr).__name__}") from exc
-    if isinstance(arr, np.ndarray) and arr.dtype.kind not in "biuf":
+    if getattr(arr.dtype, "kind", "f") not in "biuf":  # NumPy dtypes say their kind
         raise TypeError(f"{where}: {name} must hold numbers, got dtype {arr.dtype}")
     return arr
 

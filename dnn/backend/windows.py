@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from dnn import backend
+from dnn.backend import ops
 
 Pair = tuple[int, int]
 
@@ -225,6 +226,14 @@ def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, out: Any = None) -
     return xp.reshape(xp.stack(pieces, axis=3), (n * oh * ow, kh * kw * c))
 
 
+def _padded_geometry(input_shape: tuple[int, ...], kernel: Pair, stride: Pair,
+                     padding: Pair) -> tuple[tuple[int, int, int, int], int, int]:
+    """The padded input shape and the output height and width of a window pass."""
+    n, c, h, w = input_shape
+    padded = (n, c, h + 2 * padding[0], w + 2 * padding[1])
+    return padded, *_stops(padded, kernel, stride)
+
+
 def col2im_matmul(grad: Any, w2: Any, input_shape: tuple[int, ...], kernel: Pair, stride: Pair,
                   padding: Pair) -> Any:
     """``col2im(grad @ w2, ...)`` without the (N·OH·OW, kh·kw·C) intermediate.
@@ -235,22 +244,14 @@ def col2im_matmul(grad: Any, w2: Any, input_shape: tuple[int, ...], kernel: Pair
     gradient (contiguous runs of OW·C numbers on both sides of the add). Same
     FLOPs as the single GEMM, a kh·kw-times smaller temporary, and no gather pass.
     """
-    n, c, h, w = input_shape
-    kh, kw = kernel
-    ph, pw = padding
-    padded = (n, c, h + 2 * ph, w + 2 * pw)
-    oh, ow = _stops(padded, kernel, stride)
+    n, c, _, _ = input_shape
+    padded, oh, ow = _padded_geometry(input_shape, kernel, stride, padding)
     xp = backend.xp
-    fast = backend.name in _FAST
-    buf = xp.empty((n * oh * ow, c), dtype=grad.dtype) if fast else None
+    buf = xp.empty((n * oh * ow, c), dtype=grad.dtype)  # reused: each piece is folded in before the next
 
     def pieces() -> Iterable[Any]:
-        for t in range(kh * kw):
-            block = w2[:, t * c:(t + 1) * c]
-            if fast:
-                piece = backend.module.matmul(grad, block, out=buf)
-            else:
-                piece = grad @ block
+        for t in range(kernel[0] * kernel[1]):
+            piece = ops.matmul_into(grad, w2[:, t * c:(t + 1) * c], out=buf)
             yield xp.permute_dims(xp.reshape(piece, (n, oh, ow, c)), (0, 3, 1, 2))
 
     return crop2d(fold_slices(pieces(), padded, kernel, stride, like=grad), padding)
@@ -262,11 +263,9 @@ def col2im(cols: Any, input_shape: tuple[int, ...], kernel: Pair, stride: Pair, 
     Every window entry is added back to the pixel it was read from (a loop of
     kh·kw strided adds); the padding border is dropped.
     """
-    n, c, h, w = input_shape
+    n, c, _, _ = input_shape
     kh, kw = kernel
-    ph, pw = padding
-    padded = (n, c, h + 2 * ph, w + 2 * pw)
-    oh, ow = _stops(padded, kernel, stride)
+    padded, oh, ow = _padded_geometry(input_shape, kernel, stride, padding)
     xp = backend.xp
     cols5 = xp.reshape(cols, (n, oh, ow, kh * kw, c))
     pieces = (xp.permute_dims(cols5[:, :, :, t, :], (0, 3, 1, 2)) for t in range(kh * kw))

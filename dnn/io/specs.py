@@ -175,13 +175,18 @@ def _spec_parts(spec: Any, where: str, kind: str) -> tuple[str, dict[str, Any]]:
     return name, config
 
 
+def _lookup(registry: dict[str, type], name: str, where: str, kind: str) -> type:
+    """The class a file names, found only in ``registry`` (a file never makes us import a name)."""
+    cls = registry.get(name)
+    if cls is None:
+        raise SpecError(f"{where}: unknown {kind} {name!r}; known: {', '.join(sorted(registry))}")
+    return cls
+
+
 def decode_layer(spec: Any, where: str = "architecture") -> Layer:
     """Build a layer from its spec, resolving every type through the layer REGISTRY only."""
     name, config = _spec_parts(spec, where, "layer")
-    cls = REGISTRY.get(name)
-    if cls is None:
-        raise SpecError(f"{where}: unknown layer type {name!r}; known types are "
-                        f"{', '.join(sorted(REGISTRY))}")
+    cls = _lookup(REGISTRY, name, where, "layer type")
     kwargs = {k: _decode_value(v, f"{where}.{k}") for k, v in config.items()}
     try:
         from_config = getattr(cls, "from_config", None)
@@ -219,10 +224,7 @@ def schedule_types() -> dict[str, type]:
 
 def decode_schedule(spec: Any, where: str) -> Any:
     name, config = _spec_parts(spec, where, "schedule")
-    cls = schedule_types().get(name)
-    if cls is None:
-        raise SpecError(f"{where}: unknown schedule type {name!r}; known types are "
-                        f"{', '.join(sorted(schedule_types()))}")
+    cls = _lookup(schedule_types(), name, where, "schedule type")
     kwargs = {k: decode_schedule(v, f"{where}.{k}") if isinstance(v, dict) else v
               for k, v in config.items()}
     return _construct(cls, kwargs, where)
@@ -230,19 +232,13 @@ def decode_schedule(spec: Any, where: str) -> Any:
 
 def decode_loss(spec: Any) -> Any:
     name, config = _spec_parts(spec, "compile.loss", "loss")
-    cls = losses.REGISTRY.get(name)
-    if cls is None:
-        raise SpecError(f"compile.loss: unknown loss {name!r}; known losses are "
-                        f"{', '.join(sorted(losses.REGISTRY))}")
+    cls = _lookup(losses.REGISTRY, name, "compile.loss", "loss")
     return _construct(cls, config, "compile.loss")
 
 
 def decode_optimizer(spec: Any) -> Any:
     name, config = _spec_parts(spec, "compile.optimizer", "optimizer")
-    cls = optim.OPTIMIZERS.get(name)
-    if cls is None:
-        raise SpecError(f"compile.optimizer: unknown optimizer {name!r}; known optimizers are "
-                        f"{', '.join(sorted(optim.OPTIMIZERS))}")
+    cls = _lookup(optim.OPTIMIZERS, name, "compile.optimizer", "optimizer")
     config = dict(config)
     if isinstance(config.get("lr"), dict):
         config["lr"] = decode_schedule(config["lr"], "compile.optimizer.lr")
