@@ -12,7 +12,8 @@ from dnn.errors import BackendError, SerializationError, ShapeError
 from dnn.gradcheck import gradcheck
 from dnn.history import History
 from dnn.io import load_model
-from dnn.model import Sequential
+from dnn.graph import Input
+from dnn.model import Model, Sequential
 from dnn.parameter import Parameter
 
 __version__ = "0.1.0"
@@ -20,6 +21,8 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendError",
     "History",
+    "Input",
+    "Model",
     "Parameter",
     "Sequential",
     "SerializationError",

@@ -7,27 +7,91 @@ An optimizer then updates all parameters of a model with a handful of large
 vectorised operations instead of a few small ones per parameter — on NumPy the
 per-call overhead of many small updates costs more than the matrix products.
 
-Layers never notice: they read ``p.data`` and assign ``p.grad = ...``; once a
-parameter lives in a flat group, that assignment copies into its view.
+Gradients of one backward pass. A backward pass is numbered (:func:`backward_pass`);
+a layer hands each contribution to :meth:`Parameter.add_grad` (or
+:meth:`Parameter.add_grad_matmul` for a matrix product): the first contribution
+of a pass REPLACES what ``grad`` held (written in place, into the flat buffer
+when there is one: no temporary, no ``zero_grad`` to forget), later ones of
+the same pass ADD to it — a layer applied twice, or a parameter tied to two
+layers, gets the sum of its uses. A frozen parameter (``trainable = False``)
+receives nothing: layers skip computing its gradient.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from dnn import backend
+from dnn.backend import ops
+
+#: number of the backward pass running now (0: none has run yet)
+_pass = 0
+#: True while a pass is open; nested ``backward_pass()`` calls join it
+_open = False
+
+
+@contextlib.contextmanager
+def backward_pass() -> Iterator[int]:
+    """Open a numbered backward pass (or join the one already open): within it,
+    gradient contributions to the same parameter add up."""
+    global _pass, _open
+    if _open:
+        yield _pass
+        return
+    _pass += 1
+    _open = True
+    try:
+        yield _pass
+    finally:
+        _open = False
 
 
 class Parameter:
-    """A trainable array: ``data``, its gradient ``grad`` (or None) and a ``name``."""
+    """A trainable array: ``data``, its gradient ``grad`` (or None), a ``name`` and
+    ``trainable`` (False freezes it: no gradient is computed, no optimizer touches it)."""
 
-    __slots__ = ("_grad", "data", "group", "name")
+    __slots__ = ("_grad", "_pass", "data", "group", "name", "trainable")
 
-    def __init__(self, data: Any, name: str = "") -> None:
+    def __init__(self, data: Any, name: str = "", trainable: bool = True) -> None:
         self.data = data
         self._grad: Any = None
         self.name = name
         self.group: FlatGroup | None = None
+        self.trainable = bool(trainable)
+        self._pass = -1  # the backward pass whose gradient ``grad`` holds
+
+    def add_grad(self, value: Any) -> None:
+        """Add ``value`` to this pass's gradient (the first contribution replaces the old one)."""
+        if not self.trainable:
+            return
+        if self._pass == _pass:
+            if self.group is not None:
+                self._grad += value
+            else:
+                self._grad = self._grad + value
+            return
+        self.grad = value
+        self._pass = _pass
+
+    def add_grad_matmul(self, a: Any, b: Any) -> None:
+        """``add_grad(a @ b)``; the first contribution of a pass is written straight into
+        the flat gradient buffer (no temporary). Skipped, product and all, when frozen."""
+        if not self.trainable:
+            return
+        if self._pass != _pass and self.group is not None:
+            ops.matmul_into(a, b, out=self._grad)
+            self._pass = _pass
+        else:
+            self.add_grad(a @ b)
+
+    def clear_stale_grad(self, pass_id: int) -> None:
+        """After pass ``pass_id``: a parameter it did not reach has gradient zero
+        (None when it has no flat buffer)."""
+        if self.trainable and self._pass != pass_id:
+            self.grad = None
+            self._pass = pass_id
 
     @property
     def grad(self) -> Any:
@@ -40,6 +104,14 @@ class Parameter:
             self._grad[...] = 0.0 if value is None else value
         else:
             self._grad = value
+
+    def ungroup(self) -> None:
+        """Leave the flat group: own storage again, no gradient (a parameter being frozen)."""
+        if self.group is None:
+            return
+        data = backend.xp.reshape(backend.xp.asarray(self.data, copy=True), self.shape)
+        self.group = None
+        self.data, self._grad = data, None
 
     @property
     def shape(self) -> tuple[int, ...]:

@@ -11,19 +11,20 @@ from dnn.backend import random
 from dnn.errors import ShapeError
 
 
-def batches(x: Any, y: Any, batch_size: int, shuffle: bool) -> Iterator[tuple[Any, Any]]:
-    """Mini-batches of (x, y) in order, or in a fresh random order each call."""
-    n = x.shape[0]
+def batches(arrays: list[Any], batch_size: int, shuffle: bool) -> Iterator[list[Any]]:
+    """Mini-batches of every array in ``arrays`` (same rows of each), in order or in a
+    fresh random order each call."""
+    n = arrays[0].shape[0]
     bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
     if not shuffle:
         for start, stop in bounds:
-            yield x[start:stop, ...], y[start:stop, ...]
+            yield [a[start:stop, ...] for a in arrays]
         return
     xp = backend.xp
     order = random.permutation(n)
     for start, stop in bounds:
         index = order[start:stop]
-        yield xp.take(x, index, axis=0), xp.take(y, index, axis=0)
+        yield [xp.take(a, index, axis=0) for a in arrays]
 
 
 class _Silent:
@@ -43,48 +44,98 @@ def progress(total: int, desc: str, verbose: int) -> Any:
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
-def check_fit_inputs(model: Any, x: Any, y: Any, batch_size: int, epochs: int,
-                     validation_split: float, where: str = "fit") -> tuple[Any, Any]:
-    """Validate training arguments once per call and move (x, y) to the backend.
-
-    Floating inputs take the default dtype; integer inputs become floating
-    unless the first layer reads integers (Embedding). Raises a clear error
-    for empty or mismatched data, bad batch sizes and non-finite values.
-    ``where`` ("fit", "evaluate") starts every message.
-    """
+def check_counts(batch_size: int, epochs: int, validation_split: float, where: str) -> None:
+    """``batch_size`` >= 1, ``epochs`` >= 0, ``validation_split`` in [0, 1)."""
     for arg, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
         if not _is_int(value) or value < low:
             raise ValueError(f"{where}: {arg} must be an int >= {low}, got {value!r}")
     if not 0.0 <= validation_split < 1.0:
         raise ValueError(f"{where}: validation_split must be in [0, 1), got {validation_split!r}")
+
+
+def check_fit_inputs(model: Any, x: Any, y: Any, where: str = "fit") -> tuple[list[Any], list[Any]]:
+    """Validate (x, y) once per call and move them to the backend, as one list of
+    arrays per model input and one per output.
+
+    ``x`` is an array (one input), a list in the order of ``model.inputs`` or a
+    dict keyed by input names; ``y`` likewise for the outputs. Floating inputs
+    take the default dtype; integer inputs stay integer where the model's Input
+    declares an integer dtype, else become floating. Raises a clear error for
+    empty or mismatched data and non-finite values; ``where`` starts every message.
+    """
     if x is None or y is None:
         raise ValueError(f"{where}: x and y are both required")
-    if not model.layers:
-        raise ValueError(f"{where}: the model has no layers")
-    x, y = _numeric(x, "x", where), _numeric(y, "y", where)
-    x_shape, y_shape = tuple(x.shape), tuple(y.shape)
-    if len(x_shape) == 0 or x_shape[0] == 0:
-        raise ValueError(f"{where}: x is empty (shape {x_shape})")
-    if len(y_shape) == 0 or y_shape[0] != x_shape[0]:
-        raise ShapeError(
-            f"{where}: x and y must have the same number of samples, got x {x_shape} and y {y_shape}"
-        )
-    integer_input = getattr(model.layers[0], "integer_input", False) if model.layers else False
-    x = _to_backend(x, keep_integers=integer_input)
-    y = _to_backend(y, keep_integers=True)
-    for name, arr in (("x", x), ("y", y)):
-        _check_finite(arr, name, where)
-    _check_targets(model, x, y, where)
-    return x, y
+    xs = inputs_list(model, x, where)
+    ys = _per_name(y, model.output_names, "y", "output", where)
+    ys = [_numeric(v, name, where) for v, name in zip(ys, _labels("y", model.output_names))]
+    n = xs[0].shape[0]
+    for v, name in zip(ys, _labels("y", model.output_names)):
+        if v.ndim == 0 or v.shape[0] != n:
+            raise ShapeError(f"{where}: x and {name} must have the same number of samples, "
+                             f"got {n} and shape {tuple(v.shape)}")
+    ys = [_to_backend(v, keep_integers=True) for v in ys]
+    for v, name in zip(ys, _labels("y", model.output_names)):
+        _check_finite(v, name, where)
+    for i, (v, loss) in enumerate(zip(ys, model.losses)):
+        _check_targets(loss, model.output_width(i, xs), v, where)
+    return xs, ys
 
 
-def check_validation_data(model: Any, data: Any, batch_size: int) -> tuple[Any, Any]:
+def inputs_list(model: Any, x: Any, where: str) -> list[Any]:
+    """The model's inputs from ``x`` (array, list or dict): checked, on the backend."""
+    if x is None:
+        raise ValueError(f"{where}: x is required")
+    xs = _per_name(x, model.input_names, "x", "input", where)
+    labels = _labels("x", model.input_names)
+    xs = [_numeric(v, name, where) for v, name in zip(xs, labels)]
+    n = xs[0].shape[0] if xs[0].ndim else 0
+    for v, name in zip(xs, labels):
+        if v.ndim == 0 or v.shape[0] == 0:
+            raise ValueError(f"{where}: {name} is empty (shape {tuple(v.shape)})")
+        if v.shape[0] != n:
+            raise ShapeError(f"{where}: every input must have the same number of samples, "
+                             f"got {n} and {name} of shape {tuple(v.shape)}")
+    xs = [_to_backend(v, keep_integers=_is_integer_dtype(dtype))
+          for v, dtype in zip(xs, model.input_dtypes)]
+    for v, name in zip(xs, labels):
+        _check_finite(v, name, where)
+    return xs
+
+
+def _is_integer_dtype(name: str | None) -> bool:
+    return name is not None and name.startswith("int")
+
+
+def _labels(arg: str, names: list[str]) -> list[str]:
+    return [arg] if len(names) == 1 else [f"{arg}[{n!r}]" for n in names]
+
+
+def _per_name(value: Any, names: list[str], arg: str, kind: str, where: str) -> list[Any]:
+    """One entry per model input/output from an array, a list or a dict keyed by name."""
+    if isinstance(value, dict):
+        if set(value) != set(names):
+            raise ValueError(f"{where}: {arg} is a dict with keys {sorted(value)}; the model's "
+                             f"{kind}s are named {names}")
+        return [value[n] for n in names]
+    if isinstance(value, (list, tuple)) and len(names) > 1:
+        if len(value) != len(names):
+            raise ValueError(f"{where}: {arg} must hold {len(names)} arrays, one per model {kind} "
+                             f"({', '.join(names)}), got {len(value)}")
+        return list(value)
+    if len(names) > 1:
+        raise ValueError(f"{where}: the model has {len(names)} {kind}s ({', '.join(names)}); "
+                         f"pass {arg} as a list or a dict of {len(names)} arrays, got "
+                         f"{type(value).__name__}")
+    return [value]
+
+
+def check_validation_data(model: Any, data: Any) -> tuple[list[Any], list[Any]]:
     """``validation_data`` must be a pair (x_val, y_val), checked as fit's own data."""
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         length = f" of length {len(data)}" if hasattr(data, "__len__") else ""
         raise ValueError(f"fit: validation_data must be a pair (x_val, y_val), got "
                          f"{type(data).__name__}{length}")
-    return check_fit_inputs(model, data[0], data[1], batch_size, 1, 0.0, where="fit: validation_data")
+    return check_fit_inputs(model, data[0], data[1], where="fit: validation_data")
 
 
 def check_fit_args(initial_epoch: int, log_every: int) -> None:
@@ -92,22 +143,6 @@ def check_fit_args(initial_epoch: int, log_every: int) -> None:
     for arg, value, low in (("initial_epoch", initial_epoch, 0), ("log_every", log_every, 1)):
         if not _is_int(value) or value < low:
             raise ValueError(f"fit: {arg} must be an int >= {low}, got {value!r}")
-
-
-def check_predict_inputs(model: Any, x: Any, batch_size: int) -> Any:
-    """Validate ``predict``'s input (non-empty, numeric, finite) and move it to the backend."""
-    if not _is_int(batch_size) or batch_size < 1:
-        raise ValueError(f"predict: batch_size must be an int >= 1, got {batch_size!r}")
-    if x is None:
-        raise ValueError("predict: x is required")
-    if not model.layers:
-        raise ValueError("predict: the model has no layers")
-    x = _numeric(x, "x", "predict")
-    if x.ndim == 0 or x.shape[0] == 0:
-        raise ValueError(f"predict: x is empty (shape {tuple(x.shape)})")
-    x = _to_backend(x, keep_integers=getattr(model.layers[0], "integer_input", False))
-    _check_finite(x, "x", "predict")
-    return x
 
 
 def _is_int(value: Any) -> bool:
@@ -155,17 +190,13 @@ def _to_backend(arr: Any, keep_integers: bool) -> Any:
     return arr
 
 
-def _check_targets(model: Any, x: Any, y: Any, where: str = "fit") -> None:
+def _check_targets(loss: Any, classes: int | None, y: Any, where: str = "fit") -> None:
     """Class-index labels must lie in [0, classes); one-hot rows must sum to 1."""
     from dnn.losses import CategoricalCrossentropy, SoftmaxCrossEntropy
 
-    if not isinstance(model.loss, (CategoricalCrossentropy, SoftmaxCrossEntropy)):
+    if classes is None or not isinstance(loss, (CategoricalCrossentropy, SoftmaxCrossEntropy)):
         return
     xp = backend.xp
-    try:
-        classes = model.output_shape((1, *x.shape[1:]))[-1]
-    except Exception:  # a layer without output_shape: skip the range check
-        return
     if y.ndim == 1 and not xp.isdtype(y.dtype, "real floating"):
         low, high = int(xp.min(y)), int(xp.max(y))
         if low < 0 or high >= classes:

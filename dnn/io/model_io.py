@@ -33,6 +33,7 @@ import numpy as np
 from dnn import backend
 from dnn.backend import random
 from dnn.errors import SerializationError
+from dnn.fitting import Trainer
 from dnn.io.container import Archive, fail, write_archive
 from dnn.io.specs import (
     SpecError,
@@ -48,7 +49,7 @@ from dnn.io.specs import (
 
 #: the model-file format this code writes; files with a larger version are refused
 FORMAT = "dnn"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: config integers above max(file size, this) are refused before any layer is built
 _MAX_UNBACKED_INT = 2**24
 
@@ -62,20 +63,24 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
         meta["architecture"] = encode_layer(model)
     except SpecError as exc:
         raise SerializationError(f"{os.fspath(path)}: cannot save: {exc}") from exc
-    arrays = {f"state/{k}": _host(v) for k, v in model.state_dict().items()}
+    arrays = {f"state/{k}": _host(v) for k, v in _unique_state(model).items()}
     meta["dtype"] = _float_dtype_name(arrays)
+    meta["ties"] = _ties(model)
+    meta["frozen"] = [key for key, p in model.named_parameters() if not p.trainable]
     meta["compile"] = None
-    loss, opt = getattr(model, "loss", None), getattr(model, "optimizer", None)
-    if loss is not None and opt is not None:
-        loss_spec, opt_spec = encode_loss(loss), encode_optimizer(opt)
-        if loss_spec is not None and opt_spec is not None:
-            metrics = [m for m in (encode_metric(m) for m in model.metrics) if m is not None]
-            meta["compile"] = {"loss": loss_spec, "optimizer": opt_spec, "metrics": metrics}
-            state = opt.state_dict(model._params)
+    opt = getattr(model, "optimizer", None)
+    if opt is not None and getattr(model, "losses", None):
+        loss_specs, opt_spec = [encode_loss(loss) for loss in model.losses], encode_optimizer(opt)
+        if None not in loss_specs and opt_spec is not None:
+            metrics = [[m for m in (encode_metric(m) for m in ms) if m is not None]
+                       for ms in model.output_metrics]
+            meta["compile"] = {"loss": loss_specs, "loss_weights": list(model.loss_weights),
+                               "optimizer": opt_spec, "metrics": metrics}
+            state = opt.state_dict(model.optimizer_parameters)
             meta["optimizer_state"] = {"iterations": int(state["iterations"]), "lr": float(state["lr"])}
             arrays.update({f"optimizer/{k}": _host(v) for k, v in state["arrays"].items()})
     meta["training"] = {"epoch": int(getattr(model, "epoch", 0) or 0)}
-    rng = getattr(model, "_rng_state", None) or random.get_state()
+    rng = getattr(model, "rng_state", None) or random.get_state()
     if "numpy" in rng:
         meta["rng"] = {"kind": "numpy", "state": rng["numpy"]}
     elif "torch" in rng:
@@ -93,9 +98,28 @@ def save_weights(model: Any, path: str | os.PathLike) -> None:
         meta["architecture"] = encode_layer(model)
     except SpecError:
         meta["architecture"] = None  # informative only; weights load by key and shape
-    arrays = {f"state/{k}": _host(v) for k, v in model.state_dict().items()}
+    arrays = {f"state/{k}": _host(v) for k, v in _unique_state(model).items()}
     meta["dtype"] = _float_dtype_name(arrays)
+    meta["ties"] = _ties(model)
     write_archive(path, meta, arrays)
+
+
+def _ties(model: Any) -> dict[str, str]:
+    """State keys whose parameter is the one at an earlier key (tied or shared weights)."""
+    first: dict[int, str] = {}
+    ties = {}
+    for key, p in model.named_parameters():
+        if id(p) in first:
+            ties[key] = first[id(p)]
+        else:
+            first[id(p)] = key
+    return ties
+
+
+def _unique_state(model: Any) -> dict[str, Any]:
+    """``model.state_dict()`` without the keys of :func:`_ties` (each array once)."""
+    ties = _ties(model)
+    return {k: v for k, v in model.state_dict().items() if k not in ties}
 
 
 def _header(kind: str) -> dict[str, Any]:
@@ -135,26 +159,20 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Any:
         comp = meta.get("compile") if compile else None
         if comp is not None and not isinstance(comp, dict):
             raise fail(ar.path, f"metadata 'compile' must be an object or null, got {comp!r:.80}")
-        from dnn.model import Sequential
-
         try:
             with _default_dtype(dtype), _rng_untouched():
                 model = decode_layer(arch)
-                if not isinstance(model, Sequential):
-                    raise SpecError(f"architecture: the top level must be a Sequential, "
-                                    f"got {type(model).__name__}")
+                if not isinstance(model, Trainer):
+                    raise SpecError(f"architecture: the top level must be a model (Sequential "
+                                    f"or Model), got {type(model).__name__}")
+                _restore_ties_and_flags(ar, model)
                 if comp is not None:
-                    metrics = comp.get("metrics", [])
-                    if not isinstance(metrics, list):
-                        raise SpecError(f"compile.metrics must be a list, got {metrics!r:.80}")
-                    model.compile(loss=decode_loss(comp.get("loss")),
-                                  optimizer=decode_optimizer(comp.get("optimizer")),
-                                  metrics=[decode_metric(m) for m in metrics])
+                    _compile(model, comp)
         except SpecError as exc:
             raise fail(ar.path, str(exc)) from exc
         except RecursionError as exc:
             raise fail(ar.path, "architecture is nested too deeply") from exc
-        model.load_state_dict(_read_state(ar, model, cast_floats=False))
+        _load_state(model, _read_state(ar, model, cast_floats=False))
         if comp is not None:
             _load_optimizer_state(ar, model)
         training = meta.get("training") or {}
@@ -162,8 +180,10 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Any:
         if not _is_int(epoch) or epoch < 0:
             raise fail(ar.path, f"metadata training.epoch must be an int >= 0, got {epoch!r:.80}")
         model.epoch = epoch
-        model._rng_state = _read_rng(ar)
+        model.rng_state = _read_rng(ar)
         extra = ar.names - set(_expected_names(ar, model))
+        if not compile:  # inference only: the training state in the file is not read
+            extra = {n for n in extra if not n.startswith("optimizer/")}
         if extra:
             raise fail(ar.path, f"unexpected arrays in the file: {_listing(extra)}")
     return model
@@ -177,7 +197,57 @@ def load_weights(model: Any, path: str | os.PathLike) -> None:
     """
     with Archive(path) as ar:
         _check_header(ar, kinds=("model", "weights"))
-        model.load_state_dict(_read_state(ar, model, cast_floats=True))
+        _load_state(model, _read_state(ar, model, cast_floats=True))
+
+
+def _load_state(model: Any, state: dict[str, np.ndarray]) -> None:
+    """``model.load_state_dict`` with each tied key given its first key's array."""
+    ties = _ties(model)
+    model.load_state_dict({**state, **{k: state[first] for k, first in ties.items()}})
+
+
+def _restore_ties_and_flags(ar: Archive, model: Any) -> None:
+    """Tie the parameters the file lists as tied; freeze those it lists as frozen."""
+    ties, frozen = ar.meta.get("ties") or {}, ar.meta.get("frozen") or []
+    if not isinstance(ties, dict) or not isinstance(frozen, list):
+        raise SpecError(f"metadata 'ties' must be an object and 'frozen' a list, got "
+                        f"{ties!r:.80} and {frozen!r:.80}")
+    params = dict(model.named_parameters())
+    for key, first in ties.items():
+        if key not in params or first not in params:
+            raise SpecError(f"ties: {key!r} -> {first!r} names a parameter the architecture "
+                            "does not have")
+        if params[key] is not params[first]:
+            model.set_parameter(key, params[first])
+    params = dict(model.named_parameters())
+    for key in frozen:
+        if key not in params:
+            raise SpecError(f"frozen: {key!r} names a parameter the architecture does not have")
+        params[key].trainable = False
+
+
+def _compile(model: Any, comp: dict[str, Any]) -> None:
+    """``model.compile`` from the file's compile settings (one loss, or one per output)."""
+    loss, metrics = comp.get("loss"), comp.get("metrics", [])
+    if not isinstance(metrics, list):
+        raise SpecError(f"compile.metrics must be a list, got {metrics!r:.80}")
+    if isinstance(loss, list):  # format 2: one loss and one metric list per output
+        losses = [decode_loss(v) for v in loss]
+        if not all(isinstance(ms, list) for ms in metrics) or len(metrics) != len(losses):
+            raise SpecError("compile.metrics must hold one list per output")
+        metrics = [[decode_metric(m) for m in ms] for ms in metrics]
+        weights = comp.get("loss_weights")
+        if (not isinstance(weights, list) or len(weights) != len(losses) or not all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)):
+            raise SpecError(f"compile.loss_weights must be a list of {len(losses)} numbers, "
+                            f"got {weights!r:.80}")
+        single = len(losses) == 1
+        model.compile(loss=losses[0] if single else losses,
+                      optimizer=decode_optimizer(comp.get("optimizer")),
+                      metrics=metrics[0] if single else metrics, loss_weights=weights)
+    else:  # format 1
+        model.compile(loss=decode_loss(loss), optimizer=decode_optimizer(comp.get("optimizer")),
+                      metrics=[decode_metric(m) for m in metrics])
 
 
 def _check_header(ar: Archive, kinds: tuple[str, ...]) -> None:
@@ -256,15 +326,15 @@ def _np_dtype(dtype: Any) -> np.dtype:
 
 def _layer_label(model: Any, key: str) -> str:
     head, _, rest = key.partition(".")
-    layers = getattr(model, "layers", [])
-    if head.isdigit() and int(head) < len(layers):
-        return f"{layers[int(head)].describe()} {rest}"
+    children = dict(model.named_children())
+    if head in children and rest:
+        return f"{children[head].describe()} {rest}"
     return key
 
 
 def _read_state(ar: Archive, model: Any, cast_floats: bool) -> dict[str, np.ndarray]:
     """Every ``state/<key>`` array, checked against the shape and dtype ``model`` expects."""
-    expected = {f"state/{k}": v for k, v in model.state_dict().items()}
+    expected = {f"state/{k}": v for k, v in _unique_state(model).items()}
     present = {n for n in ar.names if n.startswith("state/")}
     if missing := set(expected) - present:
         raise fail(ar.path, "arrays missing for the architecture: " + _listing(
@@ -288,15 +358,15 @@ def _read_state(ar: Archive, model: Any, cast_floats: bool) -> dict[str, np.ndar
 
 def _optimizer_expected(model: Any) -> dict[str, Any]:
     first: dict[int, tuple[int, Any]] = {}
-    for i, p in enumerate(model._params):
+    for i, p in enumerate(model.optimizer_parameters):
         first.setdefault(id(p), (i, p))  # a shared parameter is named by its first index
     return {f"optimizer/{i}.{name}": p for i, p in first.values()
             for name in model.optimizer.state_names}
 
 
 def _expected_names(ar: Archive, model: Any) -> list[str]:
-    names = [f"state/{k}" for k in model.state_dict()]
-    if model.optimizer is not None and getattr(model, "_params", None) is not None:
+    names = [f"state/{k}" for k in _unique_state(model)]
+    if model.optimizer is not None:
         names += list(_optimizer_expected(model))
     if isinstance(ar.meta.get("rng"), dict) and ar.meta["rng"].get("kind") == "torch":
         names.append("rng/torch")
@@ -324,7 +394,7 @@ def _load_optimizer_state(ar: Archive, model: Any) -> None:
         param = expected[name]
         arrays[name[len("optimizer/"):]] = ar.array(
             name, shape=param.shape, dtype=_np_dtype(param.data.dtype), label="optimizer state")
-    model.optimizer.load_state_dict(model._params,
+    model.optimizer.load_state_dict(model.optimizer_parameters,
                                     {"iterations": iterations, "lr": float(lr), "arrays": arrays})
 
 

@@ -1,11 +1,13 @@
 """JSON specs of layers, losses, optimizers, schedules and metrics, and back.
 
-A spec is ``{"type": <registered class name>, "config": <constructor arguments>}``.
-Loading resolves ``type`` ONLY through the registries that the library itself
-fills (:data:`dnn.layers.base.REGISTRY`, :data:`dnn.losses.REGISTRY`,
-:data:`dnn.optim.OPTIMIZERS`, the :class:`~dnn.optim.schedules.Schedule`
-subclasses, :data:`dnn.metrics.METRICS`): a file can name a class that is
-already imported, never make Python import, evaluate or unpickle anything.
+A spec is ``{"type": <registered name>, "config": <constructor arguments>}``.
+Saving stores the canonical name a class is registered under; loading resolves
+``type`` ONLY through the :class:`~dnn.registry.Registry` of its kind
+(:data:`dnn.layers.base.REGISTRY`, :data:`dnn.losses.REGISTRY`,
+:data:`dnn.optim.OPTIMIZERS`, :data:`dnn.optim.schedules.SCHEDULES`,
+:data:`dnn.metrics.METRICS`), which accepts a canonical name or an alias: a
+file can name a class that is already registered, never make Python import,
+evaluate or unpickle anything.
 
 Nested layers (``Sequential(layers=[...])``, ``Residual(block)``) are specs
 inside a config: a config value that is a layer becomes its spec on saving, and
@@ -26,6 +28,7 @@ from dnn import metrics as metric_lib
 from dnn.errors import SerializationError
 from dnn.layers.base import REGISTRY, Layer
 from dnn.optim import schedules
+from dnn.registry import Registry
 
 _SCALARS = (str, int, float, bool, type(None))
 
@@ -38,7 +41,7 @@ class SpecError(SerializationError):
 def encode_layer(layer: Layer, where: str = "model") -> dict[str, Any]:
     """``{"type", "config"}`` for a registered layer (nested layers become specs)."""
     _check_registered(layer, where)
-    spec = {"type": type(layer).__name__,
+    spec = {"type": REGISTRY.name_of(type(layer)),
             "config": _encode_value(layer.get_config(), f"{where} {layer.describe()}")}
     _check_spec_types(spec, where)
     return spec
@@ -46,10 +49,10 @@ def encode_layer(layer: Layer, where: str = "model") -> dict[str, Any]:
 
 def _check_registered(layer: Layer, where: str) -> None:
     """The layer and every layer it holds (``layers``, ``block``, ...) must be registered."""
-    name = type(layer).__name__
-    if REGISTRY.get(name) is not type(layer):
+    cls = type(layer)
+    if REGISTRY.name_of(cls) is None:
         raise SpecError(
-            f"{where}: layer {layer.describe()} of class {type(layer).__module__}.{name} is not "
+            f"{where}: layer {layer.describe()} of class {cls.__module__}.{cls.__name__} is not "
             "registered; decorate the class with @dnn.layers.register so files can name it"
         )
     for value in vars(layer).values():
@@ -99,26 +102,27 @@ def _encode_value(value: Any, where: str) -> Any:
 
 
 def encode_schedule(schedule: Any, where: str = "optimizer") -> dict[str, Any]:
-    name = type(schedule).__name__
-    if schedule_types().get(name) is not type(schedule):
-        raise SpecError(f"{where}: schedule {name} is not a dnn.optim.schedules.Schedule subclass")
+    name = schedules.SCHEDULES.name_of(type(schedule))
+    if name is None:
+        raise SpecError(f"{where}: schedule {type(schedule).__name__} is not registered; decorate "
+                        "the class with @dnn.optim.schedules.register so files can name it")
     return {"type": name, "config": _encode_value(schedule.get_config(), f"{where} {name}")}
 
 
 def encode_loss(loss: Any) -> dict[str, Any] | None:
-    name = type(loss).__name__
-    if losses.REGISTRY.get(name) is not type(loss):
-        warnings.warn(f"save: loss {name} is not registered in dnn.losses.REGISTRY; the file "
-                      "keeps the weights but not the compiled loss/optimizer", stacklevel=4)
+    name = losses.REGISTRY.name_of(type(loss))
+    if name is None:
+        warnings.warn(f"save: loss {type(loss).__name__} is not registered in dnn.losses.REGISTRY; "
+                      "the file keeps the weights but not the compiled loss/optimizer", stacklevel=4)
         return None
     return {"type": name, "config": _encode_value(loss.get_config(), f"loss {name}")}
 
 
 def encode_optimizer(opt: Any) -> dict[str, Any] | None:
-    name = type(opt).__name__
-    if optim.OPTIMIZERS.get(name) is not type(opt):
-        warnings.warn(f"save: optimizer {name} is not in dnn.optim.OPTIMIZERS; the file keeps "
-                      "the weights but not the compiled loss/optimizer", stacklevel=4)
+    name = optim.OPTIMIZERS.name_of(type(opt))
+    if name is None:
+        warnings.warn(f"save: optimizer {type(opt).__name__} is not in dnn.optim.OPTIMIZERS; the "
+                      "file keeps the weights but not the compiled loss/optimizer", stacklevel=4)
         return None
     config = dict(opt.get_config())
     for arg in ("clipnorm", "clipvalue"):  # set by the constructor or compile(clipnorm=)
@@ -135,13 +139,12 @@ def encode_optimizer(opt: Any) -> dict[str, Any] | None:
 
 
 def encode_metric(metric: Any) -> dict[str, Any] | None:
-    for key, cls in metric_lib.METRICS.items():
-        if type(metric) is cls:
-            config = _metric_config(metric)
-            return {"type": key, "config": _encode_value(config, f"metric {key}")}
-    warnings.warn(f"save: metric {type(metric).__name__} is not in dnn.metrics.METRICS and "
-                  "is left out of the file", stacklevel=4)
-    return None
+    name = metric_lib.METRICS.name_of(type(metric))  # "accuracy", as files have always stored
+    if name is None:
+        warnings.warn(f"save: metric {type(metric).__name__} is not in dnn.metrics.METRICS and "
+                      "is left out of the file", stacklevel=4)
+        return None
+    return {"type": name, "config": _encode_value(_metric_config(metric), f"metric {name}")}
 
 
 def _metric_config(metric: Any) -> dict[str, Any]:
@@ -175,11 +178,12 @@ def _spec_parts(spec: Any, where: str, kind: str) -> tuple[str, dict[str, Any]]:
     return name, config
 
 
-def _lookup(registry: dict[str, type], name: str, where: str, kind: str) -> type:
-    """The class a file names, found only in ``registry`` (a file never makes us import a name)."""
-    cls = registry.get(name)
+def _lookup(registry: Registry, name: str, where: str, kind: str) -> type:
+    """The class a file names (canonical name or alias), found only in ``registry`` (a file
+    never makes us import a name)."""
+    cls = registry.lookup(name)
     if cls is None:
-        raise SpecError(f"{where}: unknown {kind} {name!r}; known: {', '.join(sorted(registry))}")
+        raise SpecError(f"{where}: unknown {kind} {name!r}; known: {', '.join(registry.names())}")
     return cls
 
 
@@ -211,20 +215,9 @@ def _decode_value(value: Any, where: str) -> Any:
     return value
 
 
-def schedule_types() -> dict[str, type]:
-    """Every Schedule subclass imported so far, by class name."""
-    found: dict[str, type] = {}
-    stack = list(schedules.Schedule.__subclasses__())
-    while stack:
-        cls = stack.pop()
-        found.setdefault(cls.__name__, cls)
-        stack.extend(cls.__subclasses__())
-    return found
-
-
 def decode_schedule(spec: Any, where: str) -> Any:
     name, config = _spec_parts(spec, where, "schedule")
-    cls = _lookup(schedule_types(), name, where, "schedule type")
+    cls = _lookup(schedules.SCHEDULES, name, where, "schedule type")
     kwargs = {k: decode_schedule(v, f"{where}.{k}") if isinstance(v, dict) else v
               for k, v in config.items()}
     return _construct(cls, kwargs, where)
@@ -247,10 +240,7 @@ def decode_optimizer(spec: Any) -> Any:
 
 def decode_metric(spec: Any) -> Any:
     name, config = _spec_parts(spec, "compile.metrics", "metric")
-    cls = metric_lib.METRICS.get(name)
-    if cls is None:
-        raise SpecError(f"compile.metrics: unknown metric {name!r}; known metrics are "
-                        f"{', '.join(sorted(metric_lib.METRICS))}")
+    cls = _lookup(metric_lib.METRICS, name, "compile.metrics", "metric")
     return _construct(cls, config, f"compile.metrics {name}")
 
 

@@ -26,7 +26,8 @@ from dnn.layers.lstm import LSTM
 from dnn.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from dnn.layers.recurrent import Recurrent
 from dnn.layers.reshape import Flatten, Reshape
-from dnn.layers.residual import Residual, layer_from_spec
+from dnn.layers.merge import Add, Average, Concatenate, Multiply, Subtract
+from dnn.layers.residual import Residual
 from dnn.layers.rnn import RNN
 
 __all__ = [
@@ -34,6 +35,7 @@ __all__ = [
     "Linear", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Softplus", "Tanh",
     "activation", "register",
 ]
-__all__ += ["BatchNorm", "Embedding", "LayerNorm", "Residual", "layer_from_spec"]
+__all__ += ["BatchNorm", "Embedding", "LayerNorm", "Residual"]
+__all__ += ["Add", "Average", "Concatenate", "Multiply", "Subtract"]
 __all__ += ["AvgPool2D", "Conv2D", "Flatten", "GlobalAvgPool2D", "MaxPool2D", "Reshape"]
 __all__ += ["GRU", "LSTM", "RNN", "Recurrent"]

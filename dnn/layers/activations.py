@@ -1,7 +1,8 @@
 """Elementwise (and softmax) activation layers, each with its exact derivative.
 
-Every class states y = f(x) and dL/dx in terms of g = dL/dy. Each caches one
-array of the input's size (x or y, whichever its derivative needs).
+Every class states y = f(x) and dL/dx in terms of g = dL/dy. Each application
+keeps one array of the input's size on its context (x or y, whichever the
+derivative needs; GELU keeps x and t).
 """
 
 from __future__ import annotations
@@ -11,65 +12,53 @@ from typing import Any
 
 from dnn import backend
 from dnn.backend import windows
-from dnn.layers.base import Layer, register
-
-
-class _Elementwise(Layer):
-    """Shared plumbing: cache one array in forward, use it once in backward."""
-
-    _cache: Any = None
-
-    def _take(self) -> Any:
-        cached, self._cache = self._cache, None
-        if cached is None:
-            raise RuntimeError(f"{self.describe()}.backward called before forward")
-        return cached
+from dnn.layers.base import Context, Layer, register
 
 
 @register
-class ReLU(_Elementwise):
+class ReLU(Layer):
     """y = max(x, 0);  dL/dx = g · [y > 0]."""
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
-        self._cache = y = backend.xp.maximum(x, 0.0)
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
+        ctx.y = y = backend.xp.maximum(x, 0.0)
         return y
 
-    def backward(self, grad: Any) -> Any:
-        return windows.masked(self._take() > 0, grad)  # g·[y > 0], branch-free
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        return windows.masked(ctx.y > 0, grad)  # g·[y > 0], branch-free
 
 
 @register
-class LeakyReLU(_Elementwise):
+class LeakyReLU(Layer):
     """y = x if x > 0 else α·x;  dL/dx = g if x > 0 else α·g."""
 
     def __init__(self, alpha: float = 0.01) -> None:
         self.alpha = float(alpha)
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
-        self._cache = x
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
+        ctx.x = x
         return backend.xp.where(x > 0, x, self.alpha * x)
 
-    def backward(self, grad: Any) -> Any:
-        return backend.xp.where(self._take() > 0, grad, self.alpha * grad)
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        return backend.xp.where(ctx.x > 0, grad, self.alpha * grad)
 
     def get_config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
 
 
 @register
-class ELU(_Elementwise):
+class ELU(Layer):
     """y = x if x > 0 else α·(eˣ − 1);  dL/dx = g if x > 0 else g·(y + α)."""
 
     def __init__(self, alpha: float = 1.0) -> None:
         self.alpha = float(alpha)
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         xp = backend.xp
-        self._cache = y = xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0.0)))
+        ctx.y = y = xp.where(x > 0, x, self.alpha * xp.expm1(xp.minimum(x, 0.0)))
         return y
 
-    def backward(self, grad: Any) -> Any:
-        y = self._take()
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        y = ctx.y
         return backend.xp.where(y > 0, grad, grad * (y + self.alpha))
 
     def get_config(self) -> dict[str, Any]:
@@ -80,66 +69,66 @@ _GELU_C = math.sqrt(2.0 / math.pi)
 
 
 @register
-class GELU(_Elementwise):
+class GELU(Layer):
     """Tanh approximation: y = ½·x·(1 + t), t = tanh(c·(x + 0.044715·x³)), c = √(2/π).
 
     dL/dx = g·(½·(1 + t) + ½·x·(1 − t²)·c·(1 + 3·0.044715·x²)).
     """
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         t = backend.xp.tanh(_GELU_C * (x + 0.044715 * x * x * x))
-        self._cache = (x, t)
+        ctx.x, ctx.t = x, t
         return 0.5 * x * (1.0 + t)
 
-    def backward(self, grad: Any) -> Any:
-        x, t = self._take()
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        x, t = ctx.x, ctx.t
         dt = (1.0 - t * t) * (_GELU_C * (1.0 + 3 * 0.044715 * x * x))
         return grad * (0.5 * (1.0 + t) + 0.5 * x * dt)
 
 
 @register
-class Sigmoid(_Elementwise):
+class Sigmoid(Layer):
     """y = 1 / (1 + e⁻ˣ) (computed as ½·(1 + tanh(x/2)), which never overflows);
     dL/dx = g·y·(1 − y)."""
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
-        self._cache = y = 0.5 * (backend.xp.tanh(0.5 * x) + 1.0)
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
+        ctx.y = y = 0.5 * (backend.xp.tanh(0.5 * x) + 1.0)
         return y
 
-    def backward(self, grad: Any) -> Any:
-        y = self._take()
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        y = ctx.y
         return grad * y * (1.0 - y)
 
 
 @register
-class Tanh(_Elementwise):
+class Tanh(Layer):
     """y = tanh(x);  dL/dx = g·(1 − y²)."""
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
-        self._cache = y = backend.xp.tanh(x)
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
+        ctx.y = y = backend.xp.tanh(x)
         return y
 
-    def backward(self, grad: Any) -> Any:
-        y = self._take()
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        y = ctx.y
         return grad * (1.0 - y * y)
 
 
 @register
-class Softmax(_Elementwise):
+class Softmax(Layer):
     """y = exp(x − max x) / Σ exp(x − max x) along ``axis``;
     dL/dx = y · (g − Σ_axis g·y)."""
 
     def __init__(self, axis: int = -1) -> None:
         self.axis = int(axis)
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         xp = backend.xp
         e = xp.exp(x - xp.max(x, axis=self.axis, keepdims=True))
-        self._cache = y = e / xp.sum(e, axis=self.axis, keepdims=True)
+        ctx.y = y = e / xp.sum(e, axis=self.axis, keepdims=True)
         return y
 
-    def backward(self, grad: Any) -> Any:
-        y = self._take()
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        y = ctx.y
         return y * (grad - backend.xp.sum(grad * y, axis=self.axis, keepdims=True))
 
     def get_config(self) -> dict[str, Any]:
@@ -147,48 +136,48 @@ class Softmax(_Elementwise):
 
 
 @register
-class LogSoftmax(_Elementwise):
+class LogSoftmax(Layer):
     """y = x − max x − log Σ exp(x − max x) along ``axis``;
     dL/dx = g − exp(y) · Σ_axis g."""
 
     def __init__(self, axis: int = -1) -> None:
         self.axis = int(axis)
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         xp = backend.xp
         shifted = x - xp.max(x, axis=self.axis, keepdims=True)
-        self._cache = y = shifted - xp.log(xp.sum(xp.exp(shifted), axis=self.axis, keepdims=True))
+        ctx.y = y = shifted - xp.log(xp.sum(xp.exp(shifted), axis=self.axis, keepdims=True))
         return y
 
-    def backward(self, grad: Any) -> Any:
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
         xp = backend.xp
-        return grad - xp.exp(self._take()) * xp.sum(grad, axis=self.axis, keepdims=True)
+        return grad - xp.exp(ctx.y) * xp.sum(grad, axis=self.axis, keepdims=True)
 
     def get_config(self) -> dict[str, Any]:
         return {"axis": self.axis}
 
 
 @register
-class Softplus(_Elementwise):
+class Softplus(Layer):
     """y = log(1 + eˣ) = max(x, 0) + log1p(e^−|x|);  dL/dx = g·sigmoid(x)."""
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         xp = backend.xp
-        self._cache = x
+        ctx.x = x
         return xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
 
-    def backward(self, grad: Any) -> Any:
-        return grad * (0.5 * (backend.xp.tanh(0.5 * self._take()) + 1.0))
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        return grad * (0.5 * (backend.xp.tanh(0.5 * ctx.x) + 1.0))
 
 
 @register
 class Linear(Layer):
     """y = x;  dL/dx = g (the identity, Keras's "linear" activation)."""
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         return x
 
-    def backward(self, grad: Any) -> Any:
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
         return grad
 
 

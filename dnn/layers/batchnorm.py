@@ -15,8 +15,10 @@ Backward (g = dL/dy, Σ over the reduced axes):
   eval:     dL/dx = g·γ/√(running_var + ε)                       (the statistics are constants)
 
 The running statistics are buffers (``buffer_names``), saved in ``state_dict``
-and updated in place, so arrays handed out by ``state_dict()`` stay current.
-The cache is x̂ (the input's size) and one scale per channel.
+and updated in place, so arrays handed out by ``state_dict()`` stay current
+(a layer applied twice in a training pass updates them once per application).
+Each application keeps x̂ (the input's size) and one scale per channel on its
+context.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 from dnn import backend
 from dnn import init as initializers
 from dnn.errors import ShapeError
-from dnn.layers.base import Layer, register
+from dnn.layers.base import Context, Layer, register
 from dnn.parameter import Parameter
 
 
@@ -51,7 +53,6 @@ class BatchNorm(Layer):
         self.bias = Parameter(initializers.zeros((num_features,)), "bias")
         self.running_mean = initializers.zeros((num_features,))
         self.running_var = initializers.ones((num_features,))
-        self._cache: tuple[Any, ...] | None = None
 
     def _check(self, x: Any) -> None:
         if x.ndim < 2 or x.shape[1] != self.num_features:
@@ -60,7 +61,7 @@ class BatchNorm(Layer):
                 f"(batch, {self.num_features}, H, W), got {tuple(x.shape)}"
             )
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         xp = backend.xp
         self._check(x)
         axes = (0, *range(2, x.ndim))
@@ -84,21 +85,26 @@ class BatchNorm(Layer):
             var = xp.reshape(self.running_var, bshape)
         inv_std = 1.0 / xp.sqrt(var + self.eps)
         x_hat = centred * inv_std
-        self._cache = (x_hat, inv_std, training, axes, count)
+        ctx.x_hat, ctx.inv_std, ctx.training, ctx.axes, ctx.count = x_hat, inv_std, training, axes, count
         return x_hat * xp.reshape(self.weight.data, bshape) + xp.reshape(self.bias.data, bshape)
 
-    def backward(self, grad: Any) -> Any:
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
         xp = backend.xp
-        if self._cache is None:
-            raise RuntimeError(f"{self.describe()}.backward called before forward")
-        (x_hat, inv_std, training, axes, count), self._cache = self._cache, None
+        x_hat, inv_std, axes, count = ctx.x_hat, ctx.inv_std, ctx.axes, ctx.count
         bshape = inv_std.shape
-        sum_g = xp.sum(grad, axis=axes, keepdims=True)
-        sum_gx = xp.sum(grad * x_hat, axis=axes, keepdims=True)
-        self.weight.grad = xp.reshape(sum_gx, (-1,))
-        self.bias.grad = xp.reshape(sum_g, (-1,))
+        # Σg and Σg·x̂ feed both the parameter gradients and the training-mode dL/dx
+        need_sums = ctx.needs_input_grad and ctx.training
+        sum_g = sum_gx = None
+        if need_sums or self.bias.trainable:
+            sum_g = xp.sum(grad, axis=axes, keepdims=True)
+            self.bias.add_grad(xp.reshape(sum_g, (-1,)))
+        if need_sums or self.weight.trainable:
+            sum_gx = xp.sum(grad * x_hat, axis=axes, keepdims=True)
+            self.weight.add_grad(xp.reshape(sum_gx, (-1,)))
+        if not ctx.needs_input_grad:
+            return None
         scale = xp.reshape(self.weight.data, bshape) * inv_std
-        if not training:
+        if not ctx.training:
             return grad * scale
         # = γ/(m·σ)·(m·g − Σg − x̂·Σg·x̂), arranged to need four full-size operations
         return scale * ((grad - sum_g * (1.0 / count)) - x_hat * (sum_gx * (1.0 / count)))

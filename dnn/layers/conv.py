@@ -17,11 +17,19 @@ Backward, with G = dL/dY laid out the same way (N·OH·OW, out):
     with 16 or more input channels the last two run fused, one GEMM block of W₂
     per kernel offset (:func:`dnn.backend.windows.col2im_matmul`).
 
-``cols`` is cached between forward and backward (recomputing it would cost a
-second gather of kh·kw times the input; caching costs that much memory). Its
-buffer stays with the layer after backward and the next forward of the same
-shape writes into it: a fresh multi-megabyte array per step costs more in page
-faults than the copy itself.
+``cols`` is kept on the call's context between forward and backward
+(recomputing it would cost a second gather of kh·kw times the input; keeping
+it costs that much memory). A frozen weight skips Gᵀ @ cols; a Conv2D reading
+the data skips the dL/dx GEMM and col2im (``ctx.needs_input_grad`` is False).
+
+Workspace reuse: a fresh multi-megabyte array per step costs more in page
+faults than the im2col copy itself, so the layer keeps one spare ``cols``
+buffer. A forward takes it (the layer holds none while a call owns it) and
+writes into it when the shape matches; the backward gives it back at its end,
+for the next forward. A layer applied twice in one pass thus never shares a
+buffer between its calls: the second call, finding none spare, allocates its
+own. A forward that no backward follows (inference) keeps its buffer, which
+is freed with its context.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from dnn import backend
 from dnn import init as initializers
 from dnn.backend import windows
 from dnn.errors import ShapeError
-from dnn.layers.base import Layer, register
+from dnn.layers.base import Context, Layer, register
 from dnn.parameter import Parameter
 
 
@@ -103,50 +111,47 @@ class Conv2D(Layer):
         )
         self.bias = Parameter(initializers.zeros((out_channels,)), "bias") if bias else None
         self.param_names = ("weight", "bias") if bias else ("weight",)
-        self._cache: tuple[Any, Any, tuple[int, ...]] | None = None
-        self._workspace: Any = None  # the last im2col matrix, overwritten by the next forward
+        self._workspace: Any = None  # a spare im2col buffer, None while a call holds it
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         check_nchw(self, x, self.in_channels, self.kernel_size, self.padding)
         xp = backend.xp
         n, _, h, w = x.shape
         kh, kw = self.kernel_size
         oh = windows.out_size(h, kh, self.stride[0], self.padding[0])
         ow = windows.out_size(w, kw, self.stride[1], self.padding[1])
-        cols = windows.im2col(x, self.kernel_size, self.stride, self.padding, out=self._workspace)
-        self._workspace = cols
+        workspace, self._workspace = self._workspace, None  # this call holds it until backward
+        cols = windows.im2col(x, self.kernel_size, self.stride, self.padding, out=workspace)
         w2 = xp.reshape(xp.permute_dims(self.weight.data, (0, 2, 3, 1)), (self.out_channels, -1))
         y = cols @ w2.T  # (N·OH·OW, out): the one GEMM
         if self.bias is not None:
             y += self.bias.data
-        self._cache = (cols, w2, tuple(x.shape))
+        ctx.cols, ctx.w2, ctx.x_shape = cols, w2, tuple(x.shape)
         return xp.permute_dims(xp.reshape(y, (n, oh, ow, self.out_channels)), (0, 3, 1, 2))
 
-    #: ``backward(grad, input_grad=False)`` sets the parameter gradients and skips dL/dx
-    #: (the model does so for a first layer, whose input gradient nothing reads)
-    skips_input_grad = True
-
-    def backward(self, grad: Any, input_grad: bool = True) -> Any:
-        if self._cache is None:
-            raise RuntimeError(f"{self.describe()}.backward called before forward")
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
         xp = backend.xp
-        (cols, w2, x_shape), self._cache = self._cache, None
+        cols, w2, x_shape = ctx.cols, ctx.w2, ctx.x_shape
         out = self.out_channels
         c = self.in_channels
         kh, kw = self.kernel_size
         # (N, out, OH, OW) -> (N·OH·OW, out): free when grad is channels-last in memory
         g = xp.reshape(xp.permute_dims(grad, (0, 2, 3, 1)), (-1, out))
-        dw2 = g.T @ cols  # (out, kh·kw·C)
-        self.weight.grad = xp.permute_dims(xp.reshape(dw2, (out, kh, kw, c)), (0, 3, 1, 2))
-        if self.bias is not None:
+        if self.weight.trainable:
+            dw2 = g.T @ cols  # (out, kh·kw·C)
+            self.weight.add_grad(xp.permute_dims(xp.reshape(dw2, (out, kh, kw, c)), (0, 3, 1, 2)))
+        if self.bias is not None and self.bias.trainable:
             # Σ over rows as a GEMV: several times faster than sum(axis=0) on NumPy
-            self.bias.grad = xp.ones((g.shape[0],), dtype=g.dtype) @ g
-        if not input_grad:
-            return None
-        if c < 16:  # few channels: one GEMM, then the scatter-add of its (N·OH·OW, kh·kw·C) rows
-            return windows.col2im(g @ w2, x_shape, self.kernel_size, self.stride, self.padding)
-        # dL/dx = col2im(g @ w2), one (N·OH·OW, C) GEMM block per kernel offset
-        return windows.col2im_matmul(g, w2, x_shape, self.kernel_size, self.stride, self.padding)
+            self.bias.add_grad(xp.ones((g.shape[0],), dtype=g.dtype) @ g)
+        if not ctx.needs_input_grad:
+            dx = None
+        elif c < 16:  # few channels: one GEMM, then the scatter-add of its (N·OH·OW, kh·kw·C) rows
+            dx = windows.col2im(g @ w2, x_shape, self.kernel_size, self.stride, self.padding)
+        else:  # dL/dx = col2im(g @ w2), one (N·OH·OW, C) GEMM block per kernel offset
+            dx = windows.col2im_matmul(g, w2, x_shape, self.kernel_size, self.stride, self.padding)
+        del ctx.cols  # the buffer is free again: the next forward writes into it
+        self._workspace = cols
+        return dx
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -2,7 +2,11 @@
 
 Forward:  y = x @ W + b                      x: (N, in), W: (in, out), b: (out,)
 Backward: dL/dW = xᵀ @ g,  dL/db = Σ_n g,  dL/dx = g @ Wᵀ     with g = dL/dy
-Penalty:  l1·Σ|W| + l2·Σ W²  adds l1·sign(W) + 2·l2·W to dL/dW (NNFS ch. 14).
+Penalty:  l1·Σ|W| + l2·Σ W²  adds l1·sign(W) + 2·l2·W to dL/dW (NNFS ch. 14),
+          once per backward pass however often the layer was applied.
+
+A frozen weight (``trainable = False``) skips the xᵀ @ g product; a Dense
+reading the data skips g @ Wᵀ (``ctx.needs_input_grad`` is False there).
 
 Inputs with more than two dimensions, e.g. (batch, time, in), are treated as
 a batch of rows: the layer acts on the last axis, as in Keras and PyTorch.
@@ -14,9 +18,8 @@ from typing import Any
 
 from dnn import backend
 from dnn import init as initializers
-from dnn.backend import ops
 from dnn.errors import ShapeError
-from dnn.layers.base import Layer, register
+from dnn.layers.base import Context, Layer, register
 from dnn.parameter import Parameter
 
 
@@ -43,44 +46,30 @@ class Dense(Layer):
         self.weight = Parameter(initializers.get(init)((in_features, out_features)), "weight")
         self.bias = Parameter(initializers.zeros((out_features,)), "bias") if bias else None
         self.param_names = ("weight", "bias") if bias else ("weight",)
-        self._x = None
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         if x.ndim < 2 or x.shape[-1] != self.in_features:
             raise ShapeError(
                 f"{self.describe()}: expected input of shape (batch, {self.in_features}), "
                 f"got {tuple(x.shape)}"
             )
-        self._x = x
+        ctx.x = x
         y = x @ self.weight.data
         if self.bias is not None:
             y += self.bias.data
         return y
 
-    #: ``backward(grad, input_grad=False)`` sets the parameter gradients and skips dL/dx
-    skips_input_grad = True
-
-    def backward(self, grad: Any, input_grad: bool = True) -> Any:
-        """Set dL/dW and dL/db; return dL/dx (None when ``input_grad`` is False)."""
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        """dL/dW, dL/db into the parameters; dL/dx (None when nothing needs it)."""
         xp = backend.xp
-        x, self._x = self._x, None
+        x, grad_2d = ctx.x, grad
         if x.ndim > 2:
             x = xp.reshape(x, (-1, self.in_features))
             grad_2d = xp.reshape(grad, (-1, self.out_features))
-        else:
-            grad_2d = grad
-        weight = self.weight
-        if weight.group is not None:
-            ops.matmul_into(x.T, grad_2d, out=weight.grad)
-        else:
-            weight.grad = x.T @ grad_2d
-        if self.l1:
-            weight.grad += self.l1 * xp.sign(weight.data)
-        if self.l2:
-            weight.grad += (2.0 * self.l2) * weight.data
-        if self.bias is not None:
-            self.bias.grad = xp.sum(grad_2d, axis=0)
-        return grad @ weight.data.T if input_grad else None
+        self.weight.add_grad_matmul(x.T, grad_2d)
+        if self.bias is not None and self.bias.trainable:
+            self.bias.add_grad(xp.sum(grad_2d, axis=0))
+        return grad @ self.weight.data.T if ctx.needs_input_grad else None
 
     def regularization_loss(self) -> Any:
         xp = backend.xp
@@ -90,6 +79,13 @@ class Dense(Layer):
         if self.l2:
             penalty = penalty + self.l2 * xp.sum(self.weight.data * self.weight.data)
         return penalty
+
+    def regularization_grads(self) -> None:
+        xp = backend.xp
+        if self.weight.trainable and self.l1:
+            self.weight.add_grad(self.l1 * xp.sign(self.weight.data))
+        if self.weight.trainable and self.l2:
+            self.weight.add_grad((2.0 * self.l2) * self.weight.data)
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -3,6 +3,7 @@
 Training: y = x · m / (1 − p) with m ~ Bernoulli(1 − p) drawn per element;
 dL/dx = g · m / (1 − p). Not training: y = x, dL/dx = g.
 ``forward(x, training=True, mask=m)`` uses a given 0/1 mask (deterministic tests).
+Each application draws its own mask and keeps it (scaled) on its context.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 from dnn import backend
 from dnn.backend import random
 from dnn.errors import ShapeError
-from dnn.layers.base import Layer, register
+from dnn.layers.base import Context, Layer, register
 
 
 @register
@@ -21,11 +22,11 @@ class Dropout(Layer):
         if not 0.0 <= p < 1.0:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p!r}")
         self.p = float(p)
-        self._scaled_mask: Any = None
 
-    def forward(self, x: Any, *, training: bool = False, mask: Any = None) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False,
+                     mask: Any = None) -> Any:
+        ctx.scaled_mask = None
         if not training or self.p == 0.0:
-            self._scaled_mask = None
             return x
         if mask is None:
             mask = random.bernoulli(tuple(x.shape), 1.0 - self.p, dtype=x.dtype)
@@ -36,12 +37,11 @@ class Dropout(Layer):
             )
         else:
             mask = backend.xp.astype(backend.asarray(mask), x.dtype)
-        self._scaled_mask = mask * (1.0 / (1.0 - self.p))
-        return x * self._scaled_mask
+        ctx.scaled_mask = scaled_mask = mask * (1.0 / (1.0 - self.p))
+        return x * scaled_mask
 
-    def backward(self, grad: Any) -> Any:
-        scaled_mask, self._scaled_mask = self._scaled_mask, None
-        return grad if scaled_mask is None else grad * scaled_mask
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        return grad if ctx.scaled_mask is None else grad * ctx.scaled_mask
 
     def get_config(self) -> dict[str, Any]:
         return {"p": self.p}

@@ -7,8 +7,9 @@ Backward: dL/dW[k, :] = Σ_{positions p with i[p] = k} g[p, :]   (a scatter-add 
 
 The input is a set of indices, not a quantity, so there is no input gradient:
 ``backward`` returns ``None`` (Embedding must therefore be the first layer of a
-model, or sit where nothing before it needs a gradient). ``integer_input = True``
-tells ``fit`` to keep integer inputs integer. The cache is the index array.
+model, or sit where nothing before it needs a gradient). ``input_dtype = "int64"``
+declares that it reads integers: a Sequential whose first layer declares it keeps
+its data as integers. Each application keeps its flat index array on its context.
 The weight starts as N(0, 1), as in ``torch.nn.Embedding``.
 """
 
@@ -19,15 +20,16 @@ from typing import Any
 from dnn import backend
 from dnn.backend import ops, random
 from dnn.errors import ShapeError
-from dnn.layers.base import Layer, register
+from dnn.layers.base import Context, Layer, register
 from dnn.parameter import Parameter
 
 
 @register
 class Embedding(Layer):
     param_names = ("weight",)
-    #: read by ``dnn.training.check_fit_inputs``: keep integer inputs as integers
-    integer_input = True
+    #: the dtype this layer reads; a Sequential whose first layer declares it keeps
+    #: its data as integers
+    input_dtype = "int64"
 
     def __init__(self, num_embeddings: int, dim: int) -> None:
         for arg, value in (("num_embeddings", num_embeddings), ("dim", dim)):
@@ -35,9 +37,8 @@ class Embedding(Layer):
                 raise ValueError(f"Embedding: {arg} must be a positive int, got {value!r}")
         self.num_embeddings, self.dim = num_embeddings, dim
         self.weight = Parameter(random.normal((num_embeddings, dim), 0.0, 1.0), "weight")
-        self._index: Any = None
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         xp = backend.xp
         if not xp.isdtype(x.dtype, "integral"):
             raise ShapeError(
@@ -56,24 +57,22 @@ class Embedding(Layer):
                 f"{self.describe()}: ids must be in [0, {self.num_embeddings}), "
                 f"got ids from {low} to {high}"
             )
-        self._index = (index, tuple(x.shape))
+        ctx.index, ctx.in_shape = index, tuple(x.shape)
         rows = xp.take(self.weight.data, index, axis=0)
         return xp.reshape(rows, (*tuple(x.shape), self.dim))
 
-    def backward(self, grad: Any) -> None:
-        """Sets ``weight.grad`` by a scatter-add of the rows of ``grad``; returns ``None``."""
+    def backward_with(self, ctx: Context, grad: Any) -> None:
+        """Adds the scatter-add of the rows of ``grad`` to ``weight``'s gradient; returns ``None``."""
         xp = backend.xp
-        cache, self._index = self._index, None
-        if cache is None:
-            raise RuntimeError(f"{self.describe()}.backward called before forward")
-        index, in_shape = cache
+        index, in_shape = ctx.index, ctx.in_shape
         if tuple(grad.shape) != (*in_shape, self.dim):
             raise ShapeError(
                 f"{self.describe()}.backward: expected a gradient of shape "
                 f"{(*in_shape, self.dim)}, got {tuple(grad.shape)}"
             )
-        rows = xp.reshape(grad, (-1, self.dim))
-        self.weight.grad = ops.scatter_add_rows(self.num_embeddings, index, rows)
+        if self.weight.trainable:
+            rows = xp.reshape(grad, (-1, self.dim))
+            self.weight.add_grad(ops.scatter_add_rows(self.num_embeddings, index, rows))
         return None
 
     def get_config(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from dnn import backend
 from dnn import init as initializers
-from dnn.layers.base import register
+from dnn.layers.base import Context, register
 from dnn.layers.recurrent import Recurrent
 from dnn.parameter import Parameter
 
@@ -49,7 +49,8 @@ class GRU(Recurrent):
         h = self.hidden_size
         return xp.concat([xp.full((2 * h,), 0.5, dtype=dtype), xp.ones((h,), dtype=dtype)])
 
-    def forward(self, x: Any, *, training: bool = False, initial_state: Any = None) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False,
+                     initial_state: Any = None) -> Any:
         xp = backend.xp
         self._check_input(x)
         batch, steps, _ = x.shape
@@ -80,16 +81,15 @@ class GRU(Recurrent):
             gates.append(rz)
             cands.append(n)
             u_ns.append(u_n)
-        self._cache = {"x_tm": x_tm, "hs": hs, "gates": gates, "cands": cands, "u_ns": u_ns,
-                       "batch": batch, "steps": steps}
+        ctx.x_tm, ctx.hs, ctx.batch, ctx.steps = x_tm, hs, batch, steps
+        ctx.gates, ctx.cands, ctx.u_ns = gates, cands, u_ns
         return self._outputs(hs)
 
-    def backward(self, grad: Any) -> Any:
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
         xp = backend.xp
-        cache = self._take_cache()
-        self._check_grad(grad, cache)
-        batch, steps, hsz = cache["batch"], cache["steps"], self.hidden_size
-        hs, gates, cands, u_ns = cache["hs"], cache["gates"], cache["cands"], cache["u_ns"]
+        self._check_grad(grad, ctx)
+        batch, steps, hsz = ctx.batch, ctx.steps, self.hidden_size
+        hs, gates, cands, u_ns = ctx.hs, ctx.gates, ctx.cands, ctx.u_ns
         w_hh_t = self._recurrent_t()
         grad_seq, dh = self._output_grads(grad)
         # da_t and du_t of every step go straight into two (T, B, 3H) arrays that the
@@ -112,11 +112,13 @@ class GRU(Recurrent):
             du[:, :2 * hsz] = drz
             du[:, 2 * hsz:] = dn * r
             dh = dh * z + du @ w_hh_t
-        self.grad_initial_state = dh
+        self._set_initial_state_grad(ctx, dh)
         da_all = xp.reshape(da_all, (steps * batch, 3 * hsz))
         du_all = xp.reshape(du_all, (steps * batch, 3 * hsz))
         h_prev = xp.reshape(hs[:-1, ...], (steps * batch, hsz))
-        self._set_grad(self.weight_hh, h_prev.T, du_all)
-        self.bias_hh.grad = xp.sum(du_all, axis=0)
-        self.bias_ih.grad = xp.sum(da_all, axis=0)
-        return self._input_grads(cache["x_tm"], da_all, batch, steps)
+        self.weight_hh.add_grad_matmul(h_prev.T, du_all)
+        if self.bias_hh.trainable:
+            self.bias_hh.add_grad(xp.sum(du_all, axis=0))
+        if self.bias_ih.trainable:
+            self.bias_ih.add_grad(xp.sum(da_all, axis=0))
+        return self._input_grads(ctx, da_all)

@@ -9,7 +9,8 @@ Backward (g = dL/dy, ĝ = g ⊙ γ, Σ over the normalised axes of one sample):
   dL/dx = 1/(m·√(σ² + ε)) · (m·ĝ − Σ ĝ − x̂·Σ ĝ·x̂)
 
 The statistics are per sample, so training and eval compute the same function
-(as in PyTorch's ``nn.LayerNorm``). The cache is x̂ and one scale per sample.
+(as in PyTorch's ``nn.LayerNorm``). Each application keeps x̂ and one scale per
+sample on its context.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 from dnn import backend
 from dnn import init as initializers
 from dnn.errors import ShapeError
-from dnn.layers.base import Layer, register
+from dnn.layers.base import Context, Layer, register
 from dnn.parameter import Parameter
 
 
@@ -39,7 +40,6 @@ class LayerNorm(Layer):
         self.normalized_shape, self.eps = shape, float(eps)
         self.weight = Parameter(initializers.ones(shape), "weight")
         self.bias = Parameter(initializers.zeros(shape), "bias")
-        self._cache: tuple[Any, Any] | None = None
 
     def _check(self, shape: tuple[int, ...]) -> None:
         k = len(self.normalized_shape)
@@ -52,25 +52,27 @@ class LayerNorm(Layer):
     def _axes(self) -> tuple[int, ...]:
         return tuple(range(-len(self.normalized_shape), 0))
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         xp = backend.xp
         self._check(tuple(x.shape))
         axes = self._axes()
         centred = x - xp.mean(x, axis=axes, keepdims=True)
         inv_std = 1.0 / xp.sqrt(xp.mean(centred * centred, axis=axes, keepdims=True) + self.eps)
         x_hat = centred * inv_std
-        self._cache = (x_hat, inv_std)
+        ctx.x_hat, ctx.inv_std = x_hat, inv_std
         return x_hat * self.weight.data + self.bias.data
 
-    def backward(self, grad: Any) -> Any:
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
         xp = backend.xp
-        if self._cache is None:
-            raise RuntimeError(f"{self.describe()}.backward called before forward")
-        (x_hat, inv_std), self._cache = self._cache, None
+        x_hat, inv_std = ctx.x_hat, ctx.inv_std
         axes = self._axes()
         lead = tuple(range(grad.ndim - len(axes)))
-        self.weight.grad = xp.sum(grad * x_hat, axis=lead)
-        self.bias.grad = xp.sum(grad, axis=lead)
+        if self.weight.trainable:
+            self.weight.add_grad(xp.sum(grad * x_hat, axis=lead))
+        if self.bias.trainable:
+            self.bias.add_grad(xp.sum(grad, axis=lead))
+        if not ctx.needs_input_grad:
+            return None
         g_hat = grad * self.weight.data
         mean_g = xp.mean(g_hat, axis=axes, keepdims=True)
         mean_gx = xp.mean(g_hat * x_hat, axis=axes, keepdims=True)

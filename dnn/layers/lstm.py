@@ -19,8 +19,9 @@ pre-activations are computed already scaled by s = [½, ½, 1, ½] (the weights
 are scaled once per forward) and act = a ⊙ tanh(s ⊙ z) + c with
 a = [½, ½, 1, ½], c = [½, ½, 0, ½]. Backward gets every gate's derivative from
 its activation in one expression over the (B, 4H) block: u + act ⊙ (v − act)
-with u = [0, 0, 1, 0], v = [1, 1, 0, 1] (σ(1 − σ) and 1 − g²). The cache per
-step is the activations (4H), c_t and tanh(c_t) and h_t: 7·B·H numbers.
+with u = [0, 0, 1, 0], v = [1, 1, 0, 1] (σ(1 − σ) and 1 − g²). Each application
+keeps, per step, the activations (4H), c_t and tanh(c_t) and h_t on its context:
+7·B·H numbers.
 
 Initialisation: W_ih Glorot-uniform, W_hh orthogonal (one block per gate),
 b zeros except the forget-gate bias, which is 1 (``unit_forget_bias=True``,
@@ -34,7 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from dnn import backend
-from dnn.layers.base import register
+from dnn.layers.base import Context, register
 from dnn.layers.recurrent import Recurrent
 from dnn.parameter import Parameter
 
@@ -69,7 +70,8 @@ class LSTM(Recurrent):
 
         return cols(0.5, 1.0), cols(0.5, 1.0), cols(0.5, 0.0)
 
-    def forward(self, x: Any, *, training: bool = False, initial_state: Any = None) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False,
+                     initial_state: Any = None) -> Any:
         xp = backend.xp
         self._check_input(x)
         batch, steps, _ = x.shape
@@ -97,16 +99,15 @@ class LSTM(Recurrent):
             acts.append(act)
             cells.append(c)
             tanh_cells.append(tc)
-        self._cache = {"x_tm": x_tm, "hs": hs, "acts": acts, "cells": cells,
-                       "tanh_cells": tanh_cells, "batch": batch, "steps": steps}
+        ctx.x_tm, ctx.hs, ctx.batch, ctx.steps = x_tm, hs, batch, steps
+        ctx.acts, ctx.cells, ctx.tanh_cells = acts, cells, tanh_cells
         return self._outputs(hs)
 
-    def backward(self, grad: Any) -> Any:
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
         xp = backend.xp
-        cache = self._take_cache()
-        self._check_grad(grad, cache)
-        batch, steps, hsz = cache["batch"], cache["steps"], self.hidden_size
-        acts, cells, tanh_cells = cache["acts"], cache["cells"], cache["tanh_cells"]
+        self._check_grad(grad, ctx)
+        batch, steps, hsz = ctx.batch, ctx.steps, self.hidden_size
+        acts, cells, tanh_cells = ctx.acts, ctx.cells, ctx.tanh_cells
         # every gate's derivative from its activation: σ' = σ(1 − σ), tanh' = 1 − g², i.e.
         # u + act ⊙ (v − act) with u = [0, 0, 1, 0] and v = [1, 1, 0, 1] per gate block
         slope = self._affine(grad.dtype)[1]  # ½ for σ gates, 1 for g
@@ -114,7 +115,7 @@ class LSTM(Recurrent):
         u = 1.0 - v
         w_hh_t = self._recurrent_t()
         grad_seq, dh = self._output_grads(grad)
-        hs = cache["hs"]
+        hs = ctx.hs
         dc = None
         # dz of every step is written straight into one (T, B, 4H) array that the
         # weight-gradient GEMMs read after the loop (no per-step list, no final concat)
@@ -140,12 +141,13 @@ class LSTM(Recurrent):
             dz *= deriv
             dh = dz @ w_hh_t
             dc = dct * f
-        self.grad_initial_state = (dh, dc)
+        self._set_initial_state_grad(ctx, (dh, dc))
         dz_all = xp.reshape(dz_all, (steps * batch, 4 * hsz))
         h_prev = xp.reshape(hs[:-1, ...], (steps * batch, hsz))
-        self._set_grad(self.weight_hh, h_prev.T, dz_all)
-        self.bias.grad = xp.sum(dz_all, axis=0)
-        return self._input_grads(cache["x_tm"], dz_all, batch, steps)
+        self.weight_hh.add_grad_matmul(h_prev.T, dz_all)
+        if self.bias.trainable:
+            self.bias.add_grad(xp.sum(dz_all, axis=0))
+        return self._input_grads(ctx, dz_all)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "unit_forget_bias": self.unit_forget_bias}

@@ -22,7 +22,7 @@ from typing import Any
 
 from dnn import backend
 from dnn.backend import windows
-from dnn.layers.base import Layer, register
+from dnn.layers.base import Context, Layer, register
 from dnn.layers.conv import _pair, check_nchw
 
 
@@ -42,18 +42,11 @@ class _Pool2D(Layer):
                     f"{name}: padding must be at most half the kernel size, got padding="
                     f"{padding!r} for kernel_size={kernel_size!r}"
                 )
-        self._cache: Any = None
 
     def _windows(self, x: Any, pad_value: float) -> tuple[list[Any], tuple[int, ...]]:
         check_nchw(self, x, None, self.kernel_size, self.padding)
         xpad = windows.pad2d(x, self.padding, value=pad_value)
         return windows.window_slices(xpad, self.kernel_size, self.stride), tuple(xpad.shape)
-
-    def _take(self) -> Any:
-        cached, self._cache = self._cache, None
-        if cached is None:
-            raise RuntimeError(f"{self.describe()}.backward called before forward")
-        return cached
 
     def get_config(self) -> dict[str, Any]:
         return {"kernel_size": list(self.kernel_size), "stride": list(self.stride),
@@ -72,7 +65,7 @@ class _Pool2D(Layer):
 class MaxPool2D(_Pool2D):
     """``MaxPool2D(kernel_size, stride=None, padding=0)``; stride defaults to kernel_size."""
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         xp = backend.xp
         pieces, padded_shape = self._windows(x, float("-inf"))
         count = len(pieces)
@@ -88,11 +81,11 @@ class MaxPool2D(_Pool2D):
         if count == 1:
             best = best * 1.0  # a copy, never a view of the input
             index = xp.zeros(tuple(best.shape), dtype=index_dtype)
-        self._cache = (index, padded_shape)
+        ctx.index, ctx.padded_shape = index, padded_shape
         return best
 
-    def backward(self, grad: Any) -> Any:
-        index, padded_shape = self._take()
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        index, padded_shape = ctx.index, ctx.padded_shape
         count = self.kernel_size[0] * self.kernel_size[1]
         pieces = (windows.masked(index == t, grad) for t in range(count))
         dx = windows.fold_slices(pieces, padded_shape, self.kernel_size, self.stride, like=grad)
@@ -103,16 +96,16 @@ class MaxPool2D(_Pool2D):
 class AvgPool2D(_Pool2D):
     """``AvgPool2D(kernel_size, stride=None, padding=0)``; stride defaults to kernel_size."""
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         pieces, padded_shape = self._windows(x, 0.0)
         total = pieces[0]
         for piece in pieces[1:]:
             total = total + piece
-        self._cache = padded_shape
+        ctx.padded_shape = padded_shape
         return total * (1.0 / len(pieces))
 
-    def backward(self, grad: Any) -> Any:
-        padded_shape = self._take()
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        padded_shape = ctx.padded_shape
         count = self.kernel_size[0] * self.kernel_size[1]
         share = grad * (1.0 / count)
         dx = windows.fold_slices((share for _ in range(count)), padded_shape,
@@ -124,19 +117,14 @@ class AvgPool2D(_Pool2D):
 class GlobalAvgPool2D(Layer):
     """``GlobalAvgPool2D()``: (N, C, H, W) -> (N, C), the mean over each feature map."""
 
-    def __init__(self) -> None:
-        self._shape: tuple[int, ...] | None = None
-
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         check_nchw(self, x, None, (1, 1), (0, 0))
-        self._shape = tuple(x.shape)
+        ctx.shape = tuple(x.shape)
         return backend.xp.mean(x, axis=(2, 3))
 
-    def backward(self, grad: Any) -> Any:
-        if self._shape is None:
-            raise RuntimeError(f"{self.describe()}.backward called before forward")
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
         xp = backend.xp
-        (_, _, h, w), self._shape = self._shape, None
+        _, _, h, w = ctx.shape
         return grad[:, :, None, None] * xp.full((1, 1, h, w), 1.0 / (h * w), dtype=grad.dtype)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -14,15 +14,18 @@ backward  (full backpropagation through time) for t = T−1 … 0: the
           dW_ih = Xᵀ @ dZ,  dW_hh = H_prevᵀ @ dZ  (H_prev: h_0 … h_{T−1} stacked),
           db = Σ dZ,        dx = dZ @ W_ihᵀ  (back to batch-first).
 
-What is cached for BPTT is O(B·T·H): the input, the gate activations and
-the states of every step. ``backward`` drops it.
+What each application keeps on its context for BPTT is O(B·T·H): the input,
+the gate activations and the states of every step. A frozen weight skips its
+GEMM (``add_grad_matmul``); a layer reading the data skips dx = dZ @ W_ihᵀ
+(``ctx.needs_input_grad`` is False there).
 
 Output: the last hidden state h_T (B, H), or the whole sequence (B, T, H)
 with ``return_sequences=True``; ``backward`` takes the gradient of whichever
 was returned. An initial state (h0, or (h0, c0) for LSTM) may be passed to
-``forward``; zeros otherwise. After ``backward`` the gradient with respect to
-the initial state is in ``layer.grad_initial_state`` (same structure as the
-state: an array, or a tuple (dh0, dc0) for LSTM).
+``forward`` (``initial_state=``); zeros otherwise. After ``backward`` the
+gradient with respect to the initial state is in ``layer.grad_initial_state``
+(same structure as the state: an array, or a tuple (dh0, dc0) for LSTM); it is
+also left on the call's context as ``ctx.grad_initial_state``.
 """
 
 from __future__ import annotations
@@ -31,9 +34,8 @@ from typing import Any
 
 from dnn import backend
 from dnn import init as initializers
-from dnn.backend import ops
 from dnn.errors import ShapeError
-from dnn.layers.base import Layer
+from dnn.layers.base import Context, Layer
 from dnn.parameter import Parameter
 
 
@@ -41,8 +43,8 @@ class Recurrent(Layer):
     """Base class of RNN, LSTM and GRU: arguments, checks and the shared GEMMs.
 
     Subclasses set ``gates`` (k in the k·H width of the weights), ``state_size``
-    (1, or 2 for LSTM's (h, c)) and implement ``_loop_forward`` /
-    ``_loop_backward`` on time-major arrays.
+    (1, or 2 for LSTM's (h, c)) and implement ``forward_with`` / ``backward_with``
+    with the helpers below.
     """
 
     gates: int = 1
@@ -62,7 +64,6 @@ class Recurrent(Layer):
         self.weight_hh = Parameter(self._orthogonal_recurrent(), "weight_hh")
         #: gradient of the loss w.r.t. the initial state, set by ``backward``
         self.grad_initial_state: Any = None
-        self._cache: dict[str, Any] | None = None
 
     def _orthogonal_recurrent(self) -> Any:
         """(H, k·H) made of k orthogonal (H, H) blocks, one per gate (as Keras does)."""
@@ -106,8 +107,8 @@ class Recurrent(Layer):
             out.append(part)
         return tuple(out)
 
-    def _check_grad(self, grad: Any, cache: dict[str, Any]) -> None:
-        b, t = cache["batch"], cache["steps"]
+    def _check_grad(self, grad: Any, ctx: Context) -> None:
+        b, t = ctx.batch, ctx.steps
         want = (b, t, self.hidden_size) if self.return_sequences else (b, self.hidden_size)
         if tuple(grad.shape) != want:
             raise ShapeError(
@@ -137,19 +138,19 @@ class Recurrent(Layer):
         w_t = self.weight_hh.data.T
         return xp.reshape(xp.reshape(w_t, (-1,)), tuple(w_t.shape))
 
-    def _set_grad(self, p: Parameter, a: Any, b: Any) -> None:
-        """p.grad = a @ b, straight into the flat gradient buffer when there is one."""
-        if p.group is not None:
-            ops.matmul_into(a, b, out=p.grad)
-        else:
-            p.grad = a @ b
-
-    def _input_grads(self, x_tm: Any, dz: Any, batch: int, steps: int) -> Any:
-        """dW_ih = Xᵀ @ dZ (one GEMM) and dx = dZ @ W_ihᵀ back to (B, T, in)."""
+    def _input_grads(self, ctx: Context, dz: Any) -> Any:
+        """dW_ih = Xᵀ @ dZ (one GEMM) and dx = dZ @ W_ihᵀ back to (B, T, in)
+        (None when ``ctx.needs_input_grad`` is False)."""
         xp = backend.xp
-        self._set_grad(self.weight_ih, x_tm.T, dz)
-        dx = xp.reshape(dz @ self.weight_ih.data.T, (steps, batch, self.input_size))
+        self.weight_ih.add_grad_matmul(ctx.x_tm.T, dz)
+        if not ctx.needs_input_grad:
+            return None
+        dx = xp.reshape(dz @ self.weight_ih.data.T, (ctx.steps, ctx.batch, self.input_size))
         return xp.permute_dims(dx, (1, 0, 2))
+
+    def _set_initial_state_grad(self, ctx: Context, grad_state: Any) -> None:
+        """``grad_initial_state`` on the layer (documented) and on the call's context."""
+        ctx.grad_initial_state = self.grad_initial_state = grad_state
 
     def _outputs(self, hs: Any) -> Any:
         """hs: (T+1, B, H) with h_0 first -> the sequence (B, T, H) or the last state."""
@@ -157,12 +158,6 @@ class Recurrent(Layer):
         if self.return_sequences:
             return xp.permute_dims(hs[1:, ...], (1, 0, 2))
         return hs[-1, ...]
-
-    def _take_cache(self) -> dict[str, Any]:
-        cache, self._cache = self._cache, None
-        if cache is None:
-            raise RuntimeError(f"{self.describe()}.backward called before forward")
-        return cache
 
     def _output_grads(self, grad: Any) -> tuple[Any, Any]:
         """(per-step grads (T, B, H) or None, grad of the last h (B, H))."""

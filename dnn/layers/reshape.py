@@ -3,7 +3,8 @@
 Flatten:  (N, d₁, …, d_k) -> (N, d₁·…·d_k) in C (row-major) order, as PyTorch's
           ``nn.Flatten`` and Keras's ``Flatten`` (channels_first) do;
 Reshape:  (N, …) -> (N, *shape), one entry of ``shape`` may be −1 (inferred).
-Backward of both: dL/dx = g reshaped back to the input's shape.
+Backward of both: dL/dx = g reshaped back to the input's shape (kept on the
+call's context).
 """
 
 from __future__ import annotations
@@ -13,27 +14,22 @@ from typing import Any
 
 from dnn import backend
 from dnn.errors import ShapeError
-from dnn.layers.base import Layer, register
+from dnn.layers.base import Context, Layer, register
 
 
 class _ShapeOnly(Layer):
-    _input_shape: tuple[int, ...] | None = None
-
-    def backward(self, grad: Any) -> Any:
-        if self._input_shape is None:
-            raise RuntimeError(f"{self.describe()}.backward called before forward")
-        shape, self._input_shape = self._input_shape, None
-        return backend.xp.reshape(grad, shape)
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        return backend.xp.reshape(grad, ctx.input_shape)
 
 
 @register
 class Flatten(_ShapeOnly):
     """``Flatten()``: (N, ...) -> (N, prod(...))."""
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         if x.ndim < 1:
             raise ShapeError(f"{self.describe()}: expected an input with a batch axis, got a 0-d array")
-        self._input_shape = tuple(x.shape)
+        ctx.input_shape = tuple(x.shape)
         return backend.xp.reshape(x, (x.shape[0], math.prod(x.shape[1:])))
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -64,11 +60,11 @@ class Reshape(_ShapeOnly):
             )
         return tuple(size // known if d == -1 else d for d in self.shape)
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         if x.ndim < 1:
             raise ShapeError(f"{self.describe()}: expected an input with a batch axis, got a 0-d array")
         target = self._target(tuple(x.shape))
-        self._input_shape = tuple(x.shape)
+        ctx.input_shape = tuple(x.shape)
         return backend.xp.reshape(x, (x.shape[0], *target))
 
     def get_config(self) -> dict[str, Any]:

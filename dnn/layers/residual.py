@@ -2,16 +2,18 @@
 
 Forward:  y = x + F(x)             F = ``block``, any Layer whose output has the
                                    input's shape (e.g. a Sequential Dense-ReLU-Dense)
-Backward: dL/dx = g + F.backward(g)        (the identity path passes g unchanged);
-          the block sets its own parameters' gradients.
+Backward: dL/dx = g + dL/dx of F at g      (the identity path passes g unchanged);
+          the block adds its own parameters' gradients.
 
-``parameters()`` are the block's; ``state_dict`` keys are the block's prefixed
-with ``"block."`` (``"block.0.weight"`` for a Sequential block), so a model
-holding a Residual at index 2 saves ``"2.block.0.weight"``. ``get_config()``
-describes the block as ``{"type": name, "config": ...}`` — the nested format of
-``Sequential.get_config`` — and the constructor accepts that dict, rebuilding
-the block only from registered layer types (:func:`layer_from_spec`).
-Residual itself caches nothing; the block caches what it needs.
+The block is the public attribute ``block``, so the base-class traversal finds
+its parameters and state: ``state_dict`` keys are the block's prefixed with
+``"block."`` (``"block.0.weight"`` for a Sequential block), and a model holding
+a Residual at index 2 saves ``"2.block.0.weight"``. ``get_config()`` describes
+the block as ``{"type": name, "config": ...}`` — the nested format of
+``Sequential.get_config``; a model-file loader rebuilds that spec (from
+registered layer types only) before calling the constructor, which takes a
+Layer. Each application runs the block with a context of its own, kept on
+Residual's context (``ctx.block_ctx``); Residual itself keeps nothing else.
 """
 
 from __future__ import annotations
@@ -19,40 +21,15 @@ from __future__ import annotations
 from typing import Any
 
 from dnn.errors import ShapeError
-from dnn.layers.base import REGISTRY, Layer, register
-from dnn.parameter import Parameter
-
-
-def layer_from_spec(spec: dict[str, Any]) -> Layer:
-    """Build a layer from ``{"type": name, "config": {...}}`` using only :data:`REGISTRY`.
-
-    Nested specs are rebuilt too: a ``"layers"`` list (Sequential) and, through
-    Residual's own constructor, a ``"block"``. Never imports or evaluates anything
-    named by the spec.
-    """
-    if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
-        raise ValueError(f"layer spec must be a dict with a 'type' name, got {spec!r}")
-    name = spec["type"]
-    if name not in REGISTRY:
-        raise ValueError(f"unknown layer type {name!r}; known types are {', '.join(sorted(REGISTRY))}")
-    config = spec.get("config") or {}
-    if not isinstance(config, dict):
-        raise ValueError(f"layer spec {name!r}: 'config' must be a dict, got {type(config).__name__}")
-    config = dict(config)
-    if isinstance(config.get("layers"), list):
-        config["layers"] = [layer_from_spec(s) if isinstance(s, dict) else s for s in config["layers"]]
-    return REGISTRY[name](**config)
+from dnn.layers.base import Context, Layer, register
 
 
 @register
 class Residual(Layer):
-    def __init__(self, block: Layer | dict[str, Any]) -> None:
-        if isinstance(block, dict):
-            block = layer_from_spec(block)
+    def __init__(self, block: Layer) -> None:
         if not isinstance(block, Layer):
             raise TypeError(f"Residual: block must be a dnn.layers.Layer, got {type(block).__name__}")
         self.block = block
-        self._label_text: str | None = None
         self._label = None  # names the block's layers "Residual > block layer i (...)"
 
     # ``Sequential.add`` sets ``_label``; pass it on so errors inside the block name both
@@ -63,8 +40,8 @@ class Residual(Layer):
     @_label.setter
     def _label(self, text: str | None) -> None:
         self._label_text = text
-        inner = getattr(self.block, "layers", None)
         prefix = f"{text} > " if text else "Residual > "
+        inner = getattr(self.block, "layers", None)
         if isinstance(inner, list):
             for i, layer in enumerate(inner):
                 layer._label = f"{prefix}block layer {i} ({type(layer).__name__})"
@@ -79,8 +56,9 @@ class Residual(Layer):
             first = first.layers[0]
         return getattr(first, "in_features", None)
 
-    def forward(self, x: Any, *, training: bool = False) -> Any:
-        out = self.block.forward(x, training=training)
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
+        ctx.block_ctx = Context()
+        out = self.block.forward_with(ctx.block_ctx, x, training=training)
         if tuple(out.shape) != tuple(x.shape):
             raise ShapeError(
                 f"{self.describe()}: the block must keep the input's shape {tuple(x.shape)}, "
@@ -88,28 +66,18 @@ class Residual(Layer):
             )
         return x + out
 
-    def backward(self, grad: Any) -> Any:
-        grad_block = self.block.backward(grad)
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        # the block always runs (its parameters need their gradients); it computes its
+        # input gradient only when Residual's is needed
+        ctx.block_ctx.needs_input_grad = ctx.needs_input_grad
+        grad_block = self.block.backward_with(ctx.block_ctx, grad)
+        if not ctx.needs_input_grad:
+            return None
         if grad_block is None:
             raise RuntimeError(
                 f"{self.describe()}: the block {type(self.block).__name__} returns no input gradient"
             )
         return grad + grad_block
-
-    def parameters(self) -> list[Parameter]:
-        return self.block.parameters()
-
-    def regularization_loss(self) -> Any:
-        return self.block.regularization_loss()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {f"block.{k}": v for k, v in self.block.state_dict().items()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        unexpected = [k for k in state if not k.startswith("block.")]
-        if unexpected:
-            raise KeyError(f"{self.describe()}.load_state_dict: unexpected keys {sorted(unexpected)}")
-        self.block.load_state_dict({k[len("block."):]: v for k, v in state.items()})
 
     def get_config(self) -> dict[str, Any]:
         return {"block": {"type": type(self.block).__name__, "config": self.block.get_config()}}

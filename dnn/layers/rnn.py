@@ -7,7 +7,7 @@ Backward (BPTT), with dh = dL/dh_t from the output and from step t+1:
     dz_t = dh ⊙ (1 − h_t²),   dh_{t-1} = dz_t @ W_hhᵀ
 and after the loop dW_ih = Σ_t x_tᵀ dz_t, dW_hh = Σ_t h_{t-1}ᵀ dz_t,
 db = Σ dz, dx_t = dz_t @ W_ihᵀ (see :mod:`dnn.layers.recurrent` for the GEMM
-layout). Only the hidden states h_0 … h_T are cached.
+layout). Each application keeps only X and the hidden states h_0 … h_T.
 
 Initialisation: W_ih Glorot-uniform, W_hh orthogonal, b zeros (Keras'
 SimpleRNN). PyTorch's ``nn.RNN`` has two biases; ``bias`` here is their sum.
@@ -19,7 +19,7 @@ from typing import Any
 
 from dnn import backend
 from dnn import init as initializers
-from dnn.layers.base import register
+from dnn.layers.base import Context, register
 from dnn.layers.recurrent import Recurrent
 from dnn.parameter import Parameter
 
@@ -35,7 +35,8 @@ class RNN(Recurrent):
         super().__init__(input_size, hidden_size, return_sequences)
         self.bias = Parameter(initializers.zeros((hidden_size,)), "bias")
 
-    def forward(self, x: Any, *, training: bool = False, initial_state: Any = None) -> Any:
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False,
+                     initial_state: Any = None) -> Any:
         xp = backend.xp
         self._check_input(x)
         batch, steps, _ = x.shape
@@ -49,15 +50,14 @@ class RNN(Recurrent):
             z += xw[t, ...]
             h = xp.tanh(z)
             hs[t + 1, ...] = h
-        self._cache = {"x_tm": x_tm, "hs": hs, "batch": batch, "steps": steps}
+        ctx.x_tm, ctx.hs, ctx.batch, ctx.steps = x_tm, hs, batch, steps
         return self._outputs(hs)
 
-    def backward(self, grad: Any) -> Any:
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
         xp = backend.xp
-        cache = self._take_cache()
-        self._check_grad(grad, cache)
-        batch, steps, hsz = cache["batch"], cache["steps"], self.hidden_size
-        hs = cache["hs"]
+        self._check_grad(grad, ctx)
+        batch, steps, hsz = ctx.batch, ctx.steps, self.hidden_size
+        hs = ctx.hs
         w_hh_t = self._recurrent_t()
         grad_seq, dh = self._output_grads(grad)
         dz_all = xp.empty((steps, batch, hsz), dtype=grad.dtype)
@@ -69,9 +69,10 @@ class RNN(Recurrent):
             dz *= dh
             dz_all[t, ...] = dz
             dh = dz @ w_hh_t
-        self.grad_initial_state = dh
+        self._set_initial_state_grad(ctx, dh)
         dz_all = xp.reshape(dz_all, (steps * batch, hsz))
         h_prev = xp.reshape(hs[:-1, ...], (steps * batch, hsz))
-        self._set_grad(self.weight_hh, h_prev.T, dz_all)
-        self.bias.grad = xp.sum(dz_all, axis=0)
-        return self._input_grads(cache["x_tm"], dz_all, batch, steps)
+        self.weight_hh.add_grad_matmul(h_prev.T, dz_all)
+        if self.bias.trainable:
+            self.bias.add_grad(xp.sum(dz_all, axis=0))
+        return self._input_grads(ctx, dz_all)

@@ -6,14 +6,16 @@ from typing import Any
 
 from dnn import backend
 from dnn.errors import ShapeError
+from dnn.registry import Registry
 
-#: loss type name -> class, for model files and ``compile(loss="...")``
-REGISTRY: dict[str, type[Loss]] = {}
+#: loss class name or alias (``"mse"``) -> class, for model files and ``compile(loss="...")``
+REGISTRY = Registry("loss")
 
 
-def register(cls: type[Loss]) -> type[Loss]:
-    REGISTRY[cls.__name__] = cls
-    return cls
+def register(cls: type[Loss] | None = None, *, aliases: tuple[str, ...] = ()) -> Any:
+    """Class decorator (``@register`` or ``@register(aliases=("mse",))``): make a loss
+    nameable by its class name (and aliases) in ``compile(loss=...)`` and model files."""
+    return REGISTRY.register(cls, aliases=aliases)
 
 
 class Loss:

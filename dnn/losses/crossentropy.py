@@ -22,7 +22,7 @@ from dnn.losses.base import Loss, class_targets, register
 _EPS = 1e-7
 
 
-@register
+@register(aliases=("categorical_crossentropy", "sparse_categorical_crossentropy"))
 class CategoricalCrossentropy(Loss):
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         xp = backend.xp
@@ -37,7 +37,7 @@ class CategoricalCrossentropy(Loss):
         return -targets / (clipped * clipped.shape[0])
 
 
-@register
+@register(aliases=("softmax_cross_entropy",))
 class SoftmaxCrossEntropy(Loss):
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         xp = backend.xp
@@ -55,7 +55,7 @@ class SoftmaxCrossEntropy(Loss):
         return (probs - targets) * (1.0 / probs.shape[0])
 
 
-@register
+@register(aliases=("binary_crossentropy",))
 class BinaryCrossentropy(Loss):
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         xp = backend.xp
@@ -71,7 +71,7 @@ class BinaryCrossentropy(Loss):
         return (clipped - targets) / (clipped * (1.0 - clipped) * _numel(clipped))
 
 
-@register
+@register(aliases=("sigmoid_binary_crossentropy",))
 class SigmoidBinaryCrossentropy(Loss):
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         xp = backend.xp

@@ -26,7 +26,7 @@ class _Elementwise(Loss):
         return diff
 
 
-@register
+@register(aliases=("mse", "mean_squared_error"))
 class MSE(_Elementwise):
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         diff = self._diff(y_pred, y_true)
@@ -37,7 +37,7 @@ class MSE(_Elementwise):
         return diff * (2.0 / _numel(diff))
 
 
-@register
+@register(aliases=("mae", "mean_absolute_error"))
 class MAE(_Elementwise):
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         return backend.xp.mean(backend.xp.abs(self._diff(y_pred, y_true)))
@@ -47,7 +47,7 @@ class MAE(_Elementwise):
         return backend.xp.sign(diff) * (1.0 / _numel(diff))
 
 
-@register
+@register(aliases=("huber",))
 class Huber(_Elementwise):
     def __init__(self, delta: float = 1.0) -> None:
         if delta <= 0:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from dnn.metrics.base import Metric
+from dnn.metrics.base import METRICS, Metric
 from dnn.metrics.classification import (
     F1,
     Accuracy,
@@ -44,17 +44,6 @@ from dnn.metrics.regression import (
 
 MAE, RMSE, MSE, R2 = MeanAbsoluteError, RootMeanSquaredError, MeanSquaredError, R2Score
 
-METRICS: dict[str, type[Metric]] = {
-    "accuracy": Accuracy, "acc": Accuracy, "categorical_accuracy": Accuracy,
-    "sparse_categorical_accuracy": Accuracy, "binary_accuracy": BinaryAccuracy,
-    "precision": Precision, "recall": Recall, "f1": F1, "f1_score": F1,
-    "confusion_matrix": ConfusionMatrix, "top_k_accuracy": TopKAccuracy,
-    "mae": MeanAbsoluteError, "mean_absolute_error": MeanAbsoluteError,
-    "rmse": RootMeanSquaredError, "root_mean_squared_error": RootMeanSquaredError,
-    "mse": MeanSquaredError, "mean_squared_error": MeanSquaredError,
-    "r2": R2Score, "r2_score": R2Score, "regression_accuracy": RegressionAccuracy,
-}
-
 
 def get(metric: str | Metric, **kwargs: Any) -> Metric:
     """A metric by name (``"accuracy"``, ``"f1"``, ``"top_k_accuracy"``) or the metric itself.
@@ -65,10 +54,7 @@ def get(metric: str | Metric, **kwargs: Any) -> Metric:
         return metric
     if inspect.isclass(metric) and issubclass(metric, Metric):
         return metric(**kwargs)
-    cls = METRICS.get(str(metric).lower())
-    if cls is None:
-        raise ValueError(f"unknown metric {metric!r}; valid names are {', '.join(METRICS)}")
-    return cls(**kwargs)
+    return METRICS.get(metric)(**kwargs)
 
 
 __all__ = [

@@ -5,6 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from dnn import backend
+from dnn.registry import Registry
+
+#: metric name (the one model files store: ``"accuracy"``) or alias (``"acc"``) -> class,
+#: for ``compile(metrics=[...])`` and model files
+METRICS = Registry("metric")
+
+
+def register(name: str, *, aliases: tuple[str, ...] = ()) -> Any:
+    """Class decorator: make a metric nameable as ``name`` (and ``aliases``) in
+    ``compile(metrics=[...])`` and model files."""
+    return METRICS.register(name=name, aliases=aliases)
 
 
 class Metric:

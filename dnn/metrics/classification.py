@@ -12,9 +12,10 @@ from typing import Any
 
 from dnn import backend
 from dnn.backend import ops
-from dnn.metrics.base import Metric, _class_labels, _safe_divide
+from dnn.metrics.base import Metric, _class_labels, _safe_divide, register
 
 
+@register("accuracy", aliases=("acc", "categorical_accuracy", "sparse_categorical_accuracy"))
 class Accuracy(Metric):
     """Fraction of correct predictions.
 
@@ -44,12 +45,14 @@ class Accuracy(Metric):
         self.count += int(correct.shape[0])
 
 
+@register("binary_accuracy")
 class BinaryAccuracy(Accuracy):
     """Accuracy of 0/1 predictions ``y_pred > threshold`` (0.5 for probabilities, 0 for logits)."""
 
     name = "binary_accuracy"
 
 
+@register("top_k_accuracy")
 class TopKAccuracy(Metric):
     """Fraction of samples whose true class is among the k highest scores.
 
@@ -76,6 +79,7 @@ class TopKAccuracy(Metric):
         self.count += int(y_pred.shape[0])
 
 
+@register("confusion_matrix")
 class ConfusionMatrix(Metric):
     """The C×C matrix of counts: entry [i, j] = samples of true class i predicted as j.
 
@@ -170,6 +174,7 @@ class _FromConfusion(ConfusionMatrix):
         super().update(y_pred, y_true)
 
 
+@register("precision")
 class Precision(_FromConfusion):
     """Precision tp / (tp + fp) per class, averaged (see ``average``)."""
 
@@ -179,6 +184,7 @@ class Precision(_FromConfusion):
         return _safe_divide(tp, predicted)
 
 
+@register("recall")
 class Recall(_FromConfusion):
     """Recall tp / (tp + fn) per class, averaged (see ``average``)."""
 
@@ -188,6 +194,7 @@ class Recall(_FromConfusion):
         return _safe_divide(tp, support)
 
 
+@register("f1", aliases=("f1_score",))
 class F1(_FromConfusion):
     """F1 = 2·tp / (2·tp + fp + fn) per class (harmonic mean of precision and recall), averaged."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dnn import backend
-from dnn.metrics.base import Metric, _as_array, _numel
+from dnn.metrics.base import Metric, _as_array, _numel, register
 
 
 class _Regression(Metric):
@@ -23,6 +23,7 @@ class _Regression(Metric):
         return y_pred - y_true
 
 
+@register("mae", aliases=("mean_absolute_error",))
 class MeanAbsoluteError(_Regression):
     """Mean |y_pred − y_true| over all elements."""
 
@@ -35,6 +36,7 @@ class MeanAbsoluteError(_Regression):
         self.count += _numel(diff)
 
 
+@register("rmse", aliases=("root_mean_squared_error",))
 class RootMeanSquaredError(_Regression):
     """sqrt(mean (y_pred − y_true)²) over all elements of the epoch."""
 
@@ -50,6 +52,7 @@ class RootMeanSquaredError(_Regression):
         return (float(self.total) / max(int(self.count), 1)) ** 0.5
 
 
+@register("mse", aliases=("mean_squared_error",))
 class MeanSquaredError(RootMeanSquaredError):
     """Mean (y_pred − y_true)² over all elements."""
 
@@ -59,6 +62,7 @@ class MeanSquaredError(RootMeanSquaredError):
         return float(self.total) / max(int(self.count), 1)
 
 
+@register("r2", aliases=("r2_score",))
 class R2Score(_Regression):
     """Coefficient of determination 1 − SS_res / SS_tot, per output column then averaged
     (scikit-learn's ``r2_score`` with ``multioutput="uniform_average"``).
@@ -96,6 +100,7 @@ class R2Score(_Regression):
         return float(xp.mean(score))
 
 
+@register("regression_accuracy")
 class RegressionAccuracy(Metric):
     """The NNFS book's regression "accuracy": the fraction of outputs within
     ``precision`` of the target, |y_pred − y_true| < precision.

@@ -12,21 +12,21 @@ from dnn.optim.random_search import RandomSearch, RandomSearchResult
 from dnn.optim.rmsprop import RMSprop
 from dnn.optim.scipy import LBFGS, ScipyOptimizer, ScipyResult
 from dnn.optim.sgd import SGD
+from dnn.registry import Registry
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {
-    cls.__name__: cls for cls in (SGD, Adagrad, RMSprop, Adam, AdamW, NAdam)
-}
+#: optimizer class name -> class (looked up case-insensitively: ``"adam"``), for model
+#: files and ``compile(optimizer="...")``
+OPTIMIZERS = Registry("optimizer")
+for _cls in (SGD, Adagrad, RMSprop, Adam, AdamW, NAdam):
+    OPTIMIZERS.register(_cls)
+del _cls
 
 
 def get(optimizer: str | Optimizer, **kwargs: Any) -> Optimizer:
     """An optimizer by name (``"adam"``, ``"SGD"``) with default arguments, or itself."""
     if isinstance(optimizer, Optimizer):
         return optimizer
-    by_lower = {k.lower(): v for k, v in OPTIMIZERS.items()}
-    cls = by_lower.get(str(optimizer).lower())
-    if cls is None:
-        raise ValueError(f"unknown optimizer {optimizer!r}; valid names are {', '.join(OPTIMIZERS)}")
-    return cls(**kwargs)
+    return OPTIMIZERS.get(optimizer)(**kwargs)
 
 
 __all__ = ["LBFGS", "OPTIMIZERS", "SGD", "Adagrad", "Adam", "AdamW", "NAdam", "Optimizer", "RMSprop",

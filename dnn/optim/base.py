@@ -5,6 +5,12 @@ see :mod:`dnn.parameter`), then calls :meth:`Optimizer.update` on the whole
 flat data, gradient and state arrays. An update rule is thus written once, as
 a few in-place vectorised operations, and runs at the speed of a single large
 elementwise pass whatever the number of layers.
+
+Gradient accumulation (``gradient_accumulation_steps=k``, the Keras 3 argument):
+``step`` adds each call's gradients to a flat accumulator and updates only on
+every k-th call, with the mean ḡ = (1/k)·Σ gⱼ — so k micro-batches of size b
+give the update of one batch of size k·b (for losses that are batch means).
+Clipping, the learning-rate schedule and ``iterations`` see updates, not calls.
 """
 
 from __future__ import annotations
@@ -29,7 +35,12 @@ class Optimizer:
         weight_decay: float = 0.0,
         clipnorm: float | None = None,
         clipvalue: float | None = None,
+        gradient_accumulation_steps: int = 1,
     ) -> None:
+        k = gradient_accumulation_steps
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"{type(self).__name__}: gradient_accumulation_steps must be an "
+                             f"int >= 1, got {k!r}")
         if not callable(lr) and not float(lr) > 0:
             raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr!r}")
         if weight_decay < 0:
@@ -43,18 +54,42 @@ class Optimizer:
         self.clipnorm, self.clipvalue = clipnorm, clipvalue
         #: number of steps taken so far (t in the formulas is iterations after the step)
         self.iterations = 0
+        self.gradient_accumulation_steps = k
         self._states: dict[int, dict[str, Any]] = {}
+        self._accumulated = 0  # calls of step since the last update
 
     def step(self, params: list[Parameter]) -> None:
-        """Update every parameter in place from its ``.grad``."""
+        """Update every parameter in place from its ``.grad`` (every k-th call with the
+        mean of the last k gradients, when accumulating)."""
+        groups = flat_groups(params)
+        if self.gradient_accumulation_steps > 1 and not self._accumulate(groups):
+            return
         if self.schedule is not None:
             self.lr = float(self.schedule(self.iterations))
         self.iterations += 1
-        groups = flat_groups(params)
         if self.clipvalue is not None or self.clipnorm is not None:
             self._clip([g.grad for g in groups])
         for group in groups:
             self.update(group.data, group.grad, self._state(group))
+
+    def _accumulate(self, groups: list[FlatGroup]) -> bool:
+        """Add the gradients to each group's accumulator; on the k-th call put their mean
+        in the gradient buffers, clear the accumulators and return True."""
+        k = self.gradient_accumulation_steps
+        self._accumulated += 1
+        for group in groups:
+            state = self._state(group)
+            total = state.get("_grad_sum")
+            if total is None or total.shape != group.grad.shape:
+                total = state["_grad_sum"] = backend.xp.zeros_like(group.grad)
+            total += group.grad
+            if self._accumulated == k:
+                group.grad[...] = total * (1.0 / k)
+                total[...] = 0.0
+        if self._accumulated < k:
+            return False
+        self._accumulated = 0
+        return True
 
     def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
         """Update the flat ``param`` in place; ``state`` holds this group's flat state."""
@@ -146,7 +181,10 @@ class Optimizer:
                         )
 
     def get_config(self) -> dict[str, Any]:
-        return {"lr": self.lr, "weight_decay": self.weight_decay}
+        config = {"lr": self.lr, "weight_decay": self.weight_decay}
+        if self.gradient_accumulation_steps > 1:
+            config["gradient_accumulation_steps"] = self.gradient_accumulation_steps
+        return config
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())

@@ -1,6 +1,8 @@
 """Learning-rate schedules: callables ``schedule(step) -> lr`` (step counts from 0).
 
-Pass one as ``lr`` to any optimizer; it is evaluated before every step.
+Pass one as ``lr`` to any optimizer; it is evaluated before every step. The
+schedules a model file can store are those registered in :data:`SCHEDULES`
+(decorate a subclass with :func:`register` to make it one).
 """
 
 from __future__ import annotations
@@ -8,6 +10,16 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Any
+
+from dnn.registry import Registry
+
+#: schedule class name -> class; the only way a model file can name a schedule
+SCHEDULES = Registry("schedule")
+
+
+def register(cls: type[Schedule]) -> type[Schedule]:
+    """Class decorator: make a schedule type storable in (and loadable from) model files."""
+    return SCHEDULES.register(cls)
 
 
 class Schedule:
@@ -22,6 +34,7 @@ class Schedule:
         return f"{type(self).__name__}({args})"
 
 
+@register
 class InverseTimeDecay(Schedule):
     """lr_t = lr / (1 + decay·t) — the NNFS book's decay."""
 
@@ -32,6 +45,7 @@ class InverseTimeDecay(Schedule):
         return self.lr / (1.0 + self.decay * step)
 
 
+@register
 class StepDecay(Schedule):
     """lr_t = lr · γ^⌊t / step_size⌋ (torch's StepLR, counted in steps)."""
 
@@ -42,6 +56,7 @@ class StepDecay(Schedule):
         return self.lr * self.gamma ** (step // self.step_size)
 
 
+@register
 class ExponentialDecay(Schedule):
     """lr_t = lr · γ^(t / decay_steps)."""
 
@@ -52,6 +67,7 @@ class ExponentialDecay(Schedule):
         return self.lr * self.gamma ** (step / self.decay_steps)
 
 
+@register
 class CosineDecay(Schedule):
     """lr_t = min_lr + ½·(lr − min_lr)·(1 + cos(π·min(t, T)/T))."""
 
@@ -63,6 +79,7 @@ class CosineDecay(Schedule):
         return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
+@register
 class LinearWarmup(Schedule):
     """lr rises linearly from lr·start_factor to the schedule's value over ``warmup_steps``,
     then follows ``after`` (a schedule or a constant lr)."""

@@ -1,0 +1,261 @@
+"""Graphs of layers: symbolic tensors, nodes, and the one engine that runs them.
+
+Building (the functional API, as in Keras)::
+
+    inp = dnn.Input(shape=(784,))        # a SymbolicTensor: no data, a shape and a dtype
+    h = Dense(784, 64)(inp)              # calling a layer on it adds a Node, returns its output
+
+A :class:`Node` is one application of a layer: the layer, the tensors it reads
+and the tensors it makes. One layer object may stand at several nodes (shared
+weights). A node's output shape is found by running the layer once on a probe
+batch of one sample of zeros, so every layer's own shape checks report a wrong
+connection at the moment it is made.
+
+Running (:class:`Graph`): forward visits the nodes in topological order, each
+with a fresh per-call context; backward visits them in reverse, summing the
+gradients of a tensor read by several nodes (fan-out). A node whose inputs
+need no gradient and whose layer has no trainable parameter is skipped; a
+layer whose input needs no gradient (the data) is told so through
+``ctx.needs_input_grad`` and may skip computing it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dnn import backend
+
+
+class SymbolicTensor:
+    """A tensor of a graph under construction: ``shape`` (``None`` for the batch axis;
+    ``None`` altogether when unknown), ``dtype`` name (``None``: the default float),
+    the producing ``node`` (``None`` for an :func:`Input`) and a ``name`` for inputs."""
+
+    __slots__ = ("dtype", "name", "node", "shape")
+
+    def __init__(self, shape: tuple[int | None, ...] | None, dtype: str | None = None,
+                 node: Node | None = None, name: str | None = None) -> None:
+        self.shape, self.dtype, self.node, self.name = shape, dtype, node, name
+
+    def __repr__(self) -> str:
+        source = f"input {self.name!r}" if self.node is None else self.node.layer.describe()
+        return f"<SymbolicTensor shape={self.shape} dtype={self.dtype or 'float'} from {source}>"
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(f"{self!r} is symbolic: it holds no values. Build a dnn.Model(inputs, "
+                        "outputs) from it and call model.predict(x) or model.forward(x) on arrays")
+
+
+def Input(shape: tuple[int, ...] | list[int], dtype: str | None = None,  # noqa: N802 (Keras name)
+          name: str | None = None) -> SymbolicTensor:
+    """A model input: ``shape`` without the batch axis; ``dtype`` ``"int64"`` for token ids
+    (Embedding), else the default float; ``name`` keys dict inputs of ``fit``."""
+    try:
+        dims = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"Input: shape must be a tuple of ints (without the batch axis), "
+                         f"got {shape!r}") from None
+    if any(d < 1 for d in dims):
+        raise ValueError(f"Input: shape entries must be >= 1, got {shape!r}")
+    if dtype is not None and dtype not in INPUT_DTYPES:
+        raise ValueError(f"Input: dtype must be one of {', '.join(INPUT_DTYPES)} or None, got {dtype!r}")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ValueError(f"Input: name must be a non-empty string, got {name!r}")
+    return SymbolicTensor((None, *dims), dtype, None, name)
+
+
+#: dtypes an Input may declare (None: the default float dtype)
+INPUT_DTYPES = ("float32", "float64", "int32", "int64")
+
+
+class Node:
+    """One application of ``layer`` to ``inputs`` (a list; ``as_list``: the layer was
+    called with a list, as merge layers are), making ``outputs``."""
+
+    __slots__ = ("as_list", "inputs", "layer", "outputs")
+
+    def __init__(self, layer: Any, inputs: list[SymbolicTensor], as_list: bool) -> None:
+        self.layer, self.inputs, self.as_list = layer, inputs, as_list
+        self.outputs: list[SymbolicTensor] = []
+
+    def args(self, values: list[Any]) -> Any:
+        """The layer's argument from the input values: a list, or the one value."""
+        return values if self.as_list else values[0]
+
+
+def is_symbolic(x: Any) -> bool:
+    """True for a SymbolicTensor or a list/tuple holding one."""
+    if isinstance(x, (list, tuple)):
+        return any(isinstance(t, SymbolicTensor) for t in x)
+    return isinstance(x, SymbolicTensor)
+
+
+def make_node(layer: Any, x: Any) -> Any:
+    """``layer(x)`` on symbolic tensors: add a node, return its output tensor(s)."""
+    as_list = isinstance(x, (list, tuple))
+    inputs = list(x) if as_list else [x]
+    for i, t in enumerate(inputs):
+        if not isinstance(t, SymbolicTensor):
+            raise TypeError(f"{layer.describe()}: input {i} is a {type(t).__name__}; a layer "
+                            "called on symbolic tensors needs all of its inputs symbolic")
+    node = Node(layer, inputs, as_list)
+    shapes = _probe(node)
+    node.outputs = [SymbolicTensor(shape, dtype, node) for shape, dtype in shapes]
+    return node.outputs if getattr(layer, "returns_list", False) else node.outputs[0]
+
+
+def _probe(node: Node) -> list[tuple[tuple[int | None, ...] | None, str | None]]:
+    """Output (shape, dtype) pairs of the node, from one forward on a batch of one zero
+    sample; unknown when an input shape is unknown."""
+    from dnn.layers.base import Context
+
+    if any(t.shape is None for t in node.inputs):
+        return [(None, None)] * getattr(node.layer, "num_outputs", 1)
+    xp = backend.xp
+    values = [xp.zeros((1, *t.shape[1:]), dtype=dtype_of(t)) for t in node.inputs]
+    y = node.layer.forward_with(Context(), node.args(values), training=False)
+    ys = y if isinstance(y, (list, tuple)) else [y]
+    return [((None, *tuple(v.shape)[1:]), _dtype_name(v.dtype)) for v in ys]
+
+
+def dtype_of(t: SymbolicTensor) -> Any:
+    """The backend dtype a symbolic tensor stands for."""
+    return backend.default_dtype() if t.dtype is None else getattr(backend.xp, t.dtype)
+
+
+def _dtype_name(dtype: Any) -> str | None:
+    name = str(dtype).rsplit(".", 1)[-1].strip("'>")
+    return None if name == backend._default_dtype_name else name
+
+
+class Graph:
+    """The nodes between ``inputs`` and ``outputs``, in topological order."""
+
+    def __init__(self, inputs: list[SymbolicTensor], outputs: list[SymbolicTensor],
+                 where: str = "Model") -> None:
+        for kind, tensors in (("inputs", inputs), ("outputs", outputs)):
+            for i, t in enumerate(tensors):
+                if not isinstance(t, SymbolicTensor):
+                    raise TypeError(
+                        f"{where}: {kind}[{i}] must be a symbolic tensor (from dnn.Input or a "
+                        f"layer called on one), got {type(t).__name__}; to run a model on "
+                        "arrays, build it first and call model.predict(x)")
+        for i, t in enumerate(inputs):
+            if t.node is not None:
+                raise ValueError(f"{where}: inputs[{i}] is the output of "
+                                 f"{t.node.layer.describe()}, not a dnn.Input")
+        if len({id(t) for t in inputs}) != len(inputs):
+            raise ValueError(f"{where}: the same Input is listed twice in inputs")
+        self.inputs, self.outputs = list(inputs), list(outputs)
+        self.nodes = self._sort(where)
+        used = {id(t) for n in self.nodes for t in n.inputs} | {id(t) for t in self.outputs}
+        for i, t in enumerate(self.inputs):
+            if id(t) not in used:
+                raise ValueError(f"{where}: inputs[{i}] ({t!r}) is not connected to the outputs")
+
+    def _sort(self, where: str) -> list[Node]:
+        """Depth-first topological sort from the outputs back to the inputs."""
+        order: list[Node] = []
+        state: dict[int, int] = {}  # 1: on the current path, 2: done
+        known_inputs = {id(t) for t in self.inputs}
+        for out in self.outputs:
+            stack: list[tuple[SymbolicTensor, bool]] = [(out, False)]
+            while stack:
+                t, leaving = stack.pop()
+                node = t.node
+                if node is None:
+                    if id(t) not in known_inputs:
+                        raise ValueError(
+                            f"{where}: the outputs depend on {t!r}, which is not among the "
+                            "model's inputs; pass it in inputs=[...]")
+                    continue
+                if leaving:
+                    state[id(node)] = 2
+                    order.append(node)
+                    continue
+                if state.get(id(node)) == 2:
+                    continue
+                if state.get(id(node)) == 1:
+                    raise ValueError(f"{where}: the graph has a cycle through "
+                                     f"{node.layer.describe()}; a model must be acyclic")
+                state[id(node)] = 1
+                stack.append((t, True))
+                stack.extend((s, False) for s in reversed(node.inputs))
+        return order
+
+    def layers(self) -> list[Any]:
+        """Each layer once, in the order of its first node."""
+        return list({id(n.layer): n.layer for n in self.nodes}.values())
+
+    # ------------------------------------------------------------------ running
+    def forward(self, values: list[Any], training: bool) -> tuple[list[Any], list[Any]]:
+        """Output values and the per-node contexts, from one value per input."""
+        from dnn.layers.base import Context
+
+        env = {id(t): v for t, v in zip(self.inputs, values)}
+        contexts = []
+        for node in self.nodes:
+            ctx = Context()
+            y = node.layer.forward_with(ctx, node.args([env[id(t)] for t in node.inputs]),
+                                        training=training)
+            if len(node.outputs) == 1:
+                env[id(node.outputs[0])] = y
+            else:
+                env.update((id(t), v) for t, v in zip(node.outputs, y))
+            contexts.append(ctx)
+        return [env[id(t)] for t in self.outputs], contexts
+
+    def backward(self, contexts: list[Any], grads: list[Any], needs_input_grad: bool) -> list[Any]:
+        """Gradients w.r.t. the inputs (None where not needed) from one per output
+        (None: that output does not reach the loss). Parameters get theirs on the way."""
+        env: dict[int, Any] = {}
+        for t, g in zip(self.outputs, grads):
+            if g is not None:
+                _accumulate(env, t, g)
+        needs = self._needs_grad(needs_input_grad)
+        for node, ctx in zip(reversed(self.nodes), reversed(contexts)):
+            outs = [env.pop(id(t), None) for t in node.outputs]
+            if all(g is None for g in outs):
+                continue
+            want_input = any(id(t) in needs for t in node.inputs)
+            if not want_input and id(node) not in needs:
+                continue
+            if len(outs) > 1:
+                outs = _fill_zeros(outs, node.outputs)
+            ctx.needs_input_grad = want_input
+            g_in = node.layer.backward_with(ctx, outs[0] if len(outs) == 1 else outs)
+            if not want_input:
+                continue
+            g_in = g_in if node.as_list else [g_in]
+            for t, g in zip(node.inputs, g_in):
+                if g is not None and id(t) in needs:
+                    _accumulate(env, t, g)
+        return [env.get(id(t)) for t in self.inputs]
+
+    def _needs_grad(self, needs_input_grad: bool) -> set[int]:
+        """Ids of the tensors whose gradient someone needs (an input when asked, the
+        outputs of trainable layers and everything downstream of either), and ids
+        of the nodes whose layer has a trainable parameter."""
+        needs = {id(t) for t in self.inputs} if needs_input_grad else set()
+        for node in self.nodes:
+            trainable = any(p.trainable for p in node.layer.parameters())
+            if trainable:
+                needs.add(id(node))
+            if trainable or any(id(t) in needs for t in node.inputs):
+                needs.update(id(t) for t in node.outputs)
+        return needs
+
+
+def _accumulate(env: dict[int, Any], t: SymbolicTensor, g: Any) -> None:
+    """Fan-out: the gradient of a tensor read by several nodes is the sum."""
+    key = id(t)
+    env[key] = g if key not in env else env[key] + g
+
+
+def _fill_zeros(grads: list[Any], tensors: list[SymbolicTensor]) -> list[Any]:
+    """A multi-output layer gets zeros for the outputs no gradient reached."""
+    like = next(g for g in grads if g is not None)
+    xp = backend.xp
+    return [g if g is not None else xp.zeros((like.shape[0], *t.shape[1:]), dtype=like.dtype)
+            for g, t in zip(grads, tensors)]
+

@@ -1,0 +1,75 @@
+"""``model.summary()``: one row per node — layer, output shape, parameters, inbound layers.
+
+A layer used at several nodes counts its parameters once (its later rows say
+``shared``); a parameter tied to two layers counts once in the totals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def summarize(model: Any, input_shape: tuple[int, ...] | None = None) -> str:
+    """The summary table of ``model`` as text."""
+    sequential = not hasattr(model, "_names") or not model._names
+    names = {id(layer): name for name, layer in model.named_children()}
+    shapes = _output_shapes(model, input_shape)
+    header = ("layer (type)", "output shape", "params") + (() if sequential else ("connected to",))
+    rows = [header]
+    counted: set[int] = set()
+    for node, shape in zip(model._graph.nodes, shapes):
+        layer = node.layer
+        if id(layer) in counted:
+            params = "shared"
+        else:
+            counted.add(id(layer))
+            params = f"{sum(p.size for p in layer.parameters()):,}"
+        label = f"{names.get(id(layer), '?')} ({type(layer).__name__})"
+        shown = "?" if shape is None else str(shape)
+        row = (label, shown, params)
+        if not sequential:
+            row += (", ".join(_source(model, t, names) for t in node.inputs),)
+        rows.append(row)
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "-" * max(len(line) for line in lines))
+    params = model.parameters()
+    trainable = sum(p.size for p in params if p.trainable)
+    total = sum(p.size for p in params)
+    lines.append(f"total parameters: {total:,} (trainable: {trainable:,}, "
+                 f"non-trainable: {total - trainable:,})")
+    return "\n".join(lines)
+
+
+def _source(model: Any, tensor: Any, names: dict[int, str]) -> str:
+    if tensor.node is None:
+        index = next(i for i, t in enumerate(model.inputs) if t is tensor)
+        return model.input_names[index]
+    return names.get(id(tensor.node.layer), "?")
+
+
+def _output_shapes(model: Any, input_shape: tuple[int, ...] | None) -> list[Any]:
+    """Each node's output shape with the batch axis as None: the graph's own shapes, else
+    (a Sequential built without an Input) followed from ``input_shape``, the last input
+    seen, or the first layer's ``in_features``."""
+    nodes = model._graph.nodes
+    if all(n.outputs[0].shape is not None for n in nodes):
+        return [n.outputs[0].shape if len(n.outputs) == 1 else [t.shape for t in n.outputs]
+                for n in nodes]
+    shape = input_shape or _guess_input_shape(model.layers)
+    shapes = []
+    for node in nodes:
+        try:
+            shape = node.layer.output_shape(shape) if shape is not None else None
+        except Exception:  # a layer that cannot say: unknown from here on
+            shape = None
+        shapes.append(None if shape is None else (None, *shape[1:]))
+    return shapes
+
+
+def _guess_input_shape(layers: list[Any]) -> tuple[int, ...] | None:
+    first = layers[0] if layers else None
+    while first is not None and getattr(first, "layers", None):
+        first = first.layers[0]
+    features = getattr(first, "in_features", None)
+    return (1, features) if features else None
