@@ -10,9 +10,9 @@ from dnn.backend import set_backend, set_default_dtype, synchronize, to_device, 
 from dnn.backend.random import manual_seed
 from dnn.errors import BackendError, SerializationError, ShapeError
 from dnn.gradcheck import gradcheck
+from dnn.graph import Input
 from dnn.history import History
 from dnn.io import load_model
-from dnn.graph import Input
 from dnn.model import Model, Sequential
 from dnn.parameter import Parameter
 

@@ -126,17 +126,30 @@ class Trainer:
         return self._train_step(xs, ys)[0]
 
     def _train_step(self, xs: list[Any], ys: list[Any]) -> tuple[Any, list[Any]]:
-        outs, contexts = self._graph.forward(xs, training=True)
+        total, per_output, outs = self._forward_backward(xs, ys, training=True)
+        self.optimizer.step(self.optimizer_parameters)
+        self._update_metrics(outs, ys)
+        return total, per_output
+
+    def compute_gradients(self, xs: list[Any], ys: list[Any], backward: bool = True) -> Any:
+        """The training loss (Σᵢ wᵢ·Lᵢ + penalties) on one batch (lists of backend arrays,
+        one per input/output) in eval mode, and with ``backward`` every trainable
+        parameter's ``grad`` — a training step without the optimizer (gradient checks)."""
+        if not backward:
+            outs, _ = self._graph.forward(xs, training=False)
+            return self._losses_and_grads(outs, ys)[0] + self.regularization_loss()
+        return self._forward_backward(xs, ys, training=False)[0]
+
+    def _forward_backward(self, xs: list[Any], ys: list[Any],
+                          training: bool) -> tuple[Any, list[Any], list[Any]]:
+        outs, contexts = self._graph.forward(xs, training=training)
         total, per_output, grads = self._losses_and_grads(outs, ys)
         with backward_pass() as pass_id:
             self._graph.backward(contexts, grads, needs_input_grad=False)
             self.regularization_grads()
         for p in self.optimizer_parameters:
             p.clear_stale_grad(pass_id)
-        penalty = self.regularization_loss()
-        self.optimizer.step(self.optimizer_parameters)
-        self._update_metrics(outs, ys)
-        return total + penalty, per_output
+        return total + self.regularization_loss(), per_output, outs
 
     def _losses_and_grads(self, outs: list[Any], ys: list[Any]) -> tuple[Any, list[Any], list[Any]]:
         """Σᵢ wᵢ·Lᵢ, each Lᵢ, and each wᵢ·dLᵢ/dŷᵢ (the loss's backward right after its forward)."""

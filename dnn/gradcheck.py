@@ -14,6 +14,7 @@ import numpy as np
 from dnn import backend
 from dnn.layers.base import Layer
 from dnn.losses.base import Loss
+from dnn.training import check_fit_inputs
 
 
 def _rel_error(analytic: np.ndarray, numeric: np.ndarray) -> float:
@@ -43,27 +44,48 @@ def _numeric(f: Any, arr: Any, h: float) -> np.ndarray:
 
 def check_layer(layer: Layer, x: Any, *, training: bool = False, h: float = 1e-6,
                 seed: int = 0, forward_kwargs: dict[str, Any] | None = None) -> float:
-    """Max relative error between the analytic and numeric gradients of a layer,
-    over its input (if floating) and all its parameters. Penalties (l1/l2) count."""
+    """Max relative error between the analytic and numeric gradients of a layer (or model),
+    over its floating input(s) and all its trainable parameters. Penalties (l1/l2) count.
+    ``x`` is an array, or a list of arrays for a layer with several inputs; a layer with
+    several outputs is probed on each."""
     kwargs = forward_kwargs or {}
     xp = backend.xp
-    x = backend.asarray(x)
-    y = layer.forward(x, training=training, **kwargs)
-    probe = backend.asarray(np.random.default_rng(seed).standard_normal(tuple(y.shape)),
-                            dtype=y.dtype)
+    xs = [backend.asarray(v) for v in x] if isinstance(x, (list, tuple)) else backend.asarray(x)
+    rng = np.random.default_rng(seed)
+    y = layer.forward(xs, training=training, **kwargs)
+    probes = [backend.asarray(rng.standard_normal(tuple(v.shape)), dtype=v.dtype) for v in _list(y)]
 
     def objective() -> float:
-        out = layer.forward(x, training=training, **kwargs)
-        return float(xp.sum(out * probe)) + float(layer.regularization_loss())
+        outs = _list(layer.forward(xs, training=training, **kwargs))
+        return sum(float(xp.sum(o * r)) for o, r in zip(outs, probes)) + float(
+            layer.regularization_loss())
 
-    layer.forward(x, training=training, **kwargs)
-    grad_x = layer.backward(probe)
-    analytic = [(backend.to_numpy(p.grad).copy(), p.data) for p in layer.parameters()]
-    errors = []
-    if xp.isdtype(x.dtype, "real floating"):
-        errors.append(_rel_error(backend.to_numpy(grad_x), _numeric(objective, x, h)))
+    layer.forward(xs, training=training, **kwargs)
+    grad_x = layer.backward(probes if isinstance(y, (list, tuple)) else probes[0])
+    params = [p for p in layer.parameters() if p.trainable]
+    analytic = [(backend.to_numpy(p.grad).copy(), p.data) for p in params]
+    errors = [_rel_error(backend.to_numpy(g), _numeric(objective, v, h))
+              for v, g in zip(_list(xs), _list(grad_x)) if xp.isdtype(v.dtype, "real floating")]
     errors += [_rel_error(g, _numeric(objective, data, h)) for g, data in analytic]
     return max(errors)
+
+
+def check_model_loss(model: Any, x: Any, y: Any, *, h: float = 1e-6) -> float:
+    """Max relative error between the parameter gradients of a compiled model's training
+    loss (Σ weighted output losses + penalties, as ``train_step`` computes them before
+    the optimizer step) and central differences of that loss."""
+    xs, ys = check_fit_inputs(model, x, y, where="gradcheck")
+
+    def objective() -> float:
+        return float(model.compute_gradients(xs, ys, backward=False))
+
+    model.compute_gradients(xs, ys)
+    analytic = [(backend.to_numpy(p.grad).copy(), p.data) for p in model.optimizer_parameters]
+    return max(_rel_error(g, _numeric(objective, data, h)) for g, data in analytic)
+
+
+def _list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
 def check_loss(loss: Loss, y_pred: Any, y_true: Any, *, h: float = 1e-6) -> float:
@@ -77,7 +99,10 @@ def check_loss(loss: Loss, y_pred: Any, y_true: Any, *, h: float = 1e-6) -> floa
 
 
 def gradcheck(obj: Layer | Loss, *args: Any, **kwargs: Any) -> float:
-    """``gradcheck(layer, x)`` or ``gradcheck(loss, y_pred, y_true)``: max relative error."""
+    """``gradcheck(layer, x)``, ``gradcheck(compiled_model, x, y)`` (its training loss) or
+    ``gradcheck(loss, y_pred, y_true)``: the max relative error."""
     if isinstance(obj, Loss):
         return check_loss(obj, *args, **kwargs)
+    if len(args) == 2 and getattr(obj, "optimizer", None) is not None:
+        return check_model_loss(obj, *args, **kwargs)
     return check_layer(obj, *args, **kwargs)

@@ -46,7 +46,7 @@ class SymbolicTensor:
                         "outputs) from it and call model.predict(x) or model.forward(x) on arrays")
 
 
-def Input(shape: tuple[int, ...] | list[int], dtype: str | None = None,  # noqa: N802 (Keras name)
+def Input(shape: tuple[int, ...] | list[int], dtype: str | None = None,
           name: str | None = None) -> SymbolicTensor:
     """A model input: ``shape`` without the batch axis; ``dtype`` ``"int64"`` for token ids
     (Embedding), else the default float; ``name`` keys dict inputs of ``fit``."""

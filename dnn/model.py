@@ -192,9 +192,15 @@ class Model(Trainer, Layer):
         for k, node in enumerate(config["nodes"]):
             if node["layer"] not in layers:
                 raise ValueError(f"node {k} names layer {node['layer']!r}, which is not listed")
+            bad = [i for i in node["inputs"] if not isinstance(i, int) or not 0 <= i < len(tensors)]
+            if bad or not node["inputs"]:
+                raise ValueError(f"node {k} reads tensors {node['inputs']}; only tensors "
+                                 f"0..{len(tensors) - 1} exist before it")
             args = [tensors[i] for i in node["inputs"]]
             out = make_node(layers[node["layer"]], args if node["list"] else args[0])
             tensors.extend(out if isinstance(out, list) else [out])
+        if not all(isinstance(i, int) and 0 <= i < len(tensors) for i in config["outputs"]):
+            raise ValueError(f"outputs {config['outputs']} name tensors that do not exist")
         outputs = [tensors[i] for i in config["outputs"]]
         return cls(inputs if config["multi_input"] else inputs[0],
                    outputs if config["multi_output"] else outputs[0])

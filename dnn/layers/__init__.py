@@ -23,10 +23,10 @@ from dnn.layers.embedding import Embedding
 from dnn.layers.gru import GRU
 from dnn.layers.layernorm import LayerNorm
 from dnn.layers.lstm import LSTM
+from dnn.layers.merge import Add, Average, Concatenate, Multiply, Subtract
 from dnn.layers.pooling import AvgPool2D, GlobalAvgPool2D, MaxPool2D
 from dnn.layers.recurrent import Recurrent
 from dnn.layers.reshape import Flatten, Reshape
-from dnn.layers.merge import Add, Average, Concatenate, Multiply, Subtract
 from dnn.layers.residual import Residual
 from dnn.layers.rnn import RNN
 

@@ -80,14 +80,17 @@ class Layer:
         @functools.wraps(init)
         def __init__(self: Layer, *args: Any, name: str | None = None, **kw: Any) -> None:
             init(self, *args, **kw)
-            if name is not None:
-                if not isinstance(name, str) or not name or "." in name or "/" in name:
-                    raise ValueError(f"{type(self).__name__}: name must be a non-empty string "
-                                     f"without '.' or '/', got {name!r}")
-                self.name = name
+            Layer.__init__(self, name=name)
 
         __init__._takes_name = True  # type: ignore[attr-defined]
         cls.__init__ = __init__  # type: ignore[method-assign]
+
+    def __init__(self, *, name: str | None = None) -> None:
+        if name is not None:
+            if not isinstance(name, str) or not name or "." in name or "/" in name:
+                raise ValueError(f"{type(self).__name__}: name must be a non-empty string "
+                                 f"without '.' or '/', got {name!r}")
+            self.name = name
 
     # ------------------------------------------------------------ the math (subclasses)
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:

@@ -8,12 +8,13 @@ Backward: dL/dx = g + dL/dx of F at g      (the identity path passes g unchanged
 The block is the public attribute ``block``, so the base-class traversal finds
 its parameters and state: ``state_dict`` keys are the block's prefixed with
 ``"block."`` (``"block.0.weight"`` for a Sequential block), and a model holding
-a Residual at index 2 saves ``"2.block.0.weight"``. ``get_config()`` describes
-the block as ``{"type": name, "config": ...}`` — the nested format of
-``Sequential.get_config``; a model-file loader rebuilds that spec (from
-registered layer types only) before calling the constructor, which takes a
-Layer. Each application runs the block with a context of its own, kept on
-Residual's context (``ctx.block_ctx``); Residual itself keeps nothing else.
+a Residual at index 2 saves ``"2.block.0.weight"``. ``get_config()`` is
+``{"block": <the block layer>}``, as ``Sequential.get_config`` holds its layers:
+a model file stores the block as a nested ``{"type", "config"}`` spec, and the
+loader rebuilds it (from registered layer types only) before calling the
+constructor, which takes a Layer. Each application runs the block with a
+context of its own, kept on Residual's context (``ctx.block_ctx``); Residual
+itself keeps nothing else.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ class Residual(Layer):
         return grad + grad_block
 
     def get_config(self) -> dict[str, Any]:
-        return {"block": {"type": type(self.block).__name__, "config": self.block.get_config()}}
+        return {"block": self.block}
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         out = tuple(self.block.output_shape(tuple(input_shape)))
