@@ -226,8 +226,8 @@ class Sequential(Model):
         self.layers_list: list[Layer] = []
         self._output = self._input
         Trainer.__init__(self)
-        self._set_graph(Graph([self._input], [self._input]) if self._input is not None
-                        else _EMPTY)
+        ends = [self._input] if self._input is not None else []  # no layers yet: an empty graph
+        self._set_graph(Graph(ends, ends, where="Sequential"))
         for layer in layers:
             self.add(layer)
 
@@ -287,16 +287,3 @@ class Sequential(Model):
             items.append(Input(spec["shape"], dtype=spec.get("dtype"), name=spec.get("name")))
         return cls(items + list(config["layers"]))
 
-
-class _EmptyGraph:
-    """The graph of a Sequential with no layers yet: no input, nothing to run."""
-
-    inputs: list[SymbolicTensor] = []
-    outputs: list[SymbolicTensor] = []
-    nodes: list[Any] = []
-
-    def layers(self) -> list[Layer]:
-        return []
-
-
-_EMPTY: Any = _EmptyGraph()

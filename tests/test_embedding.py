@@ -110,7 +110,7 @@ def test_embedding_errors(backend_name):
         Embedding(5, 0)
     assert emb.get_config() == {"num_embeddings": 5, "dim": 3}
     assert emb.output_shape((8, 12)) == (8, 12, 3)
-    assert Embedding.integer_input is True
+    assert Embedding.input_dtype == "int64"
 
 
 def test_embedding_small_integer_dtypes(backend_name):

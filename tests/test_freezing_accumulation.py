@@ -113,7 +113,7 @@ def test_accumulation_counts_updates(backend_name):
     model.compile(loss="SoftmaxCrossEntropy", optimizer=opt)
     x, y = _data(8)
     start = to_numpy(model.layers[0].weight.data).copy()
-    for i in range(2):
+    for _ in range(2):
         model.train_step(backend.asarray(x.astype(np.float32)), backend.asarray(y))
         np.testing.assert_array_equal(to_numpy(model.layers[0].weight.data), start)
     model.train_step(backend.asarray(x.astype(np.float32)), backend.asarray(y))

@@ -40,8 +40,11 @@ from dnn.layers import (
     LSTM,
     REGISTRY,
     RNN,
+    Add,
+    Average,
     AvgPool2D,
     BatchNorm,
+    Concatenate,
     Conv2D,
     Dense,
     Dropout,
@@ -53,12 +56,14 @@ from dnn.layers import (
     Linear,
     LogSoftmax,
     MaxPool2D,
+    Multiply,
     ReLU,
     Reshape,
     Residual,
     Sigmoid,
     Softmax,
     Softplus,
+    Subtract,
     Tanh,
 )
 from dnn.parameter import Parameter
@@ -109,6 +114,18 @@ class Case:
     has_input_grad: bool = True
 
 
+def _pair(*shape: int) -> Callable[[np.random.Generator], tuple[np.ndarray, ...]]:
+    return lambda rng: (rng.standard_normal(shape), rng.standard_normal(shape))
+
+
+def _graph_model() -> Any:
+    """Two inputs, a shared Dense applied to both, merged: a Model used as a layer."""
+    a, b = dnn.Input((5,)), dnn.Input((5,))
+    shared = Dense(5, 4)
+    out = Dense(8, 3)(Concatenate()([Tanh()(shared(a)), shared(b)]))
+    return dnn.Model([a, b], out)
+
+
 def _dense_stack() -> Any:
     return dnn.Sequential([Dense(5, 7), Tanh(), Dense(7, 5)])
 
@@ -120,6 +137,12 @@ LAYER_CASES: dict[str, list[Case]] = {
         Case("dense-l1-l2", lambda: Dense(5, 3, l1=0.01, l2=0.02), _normal(4, 5)),
     ],
     "ReLU": [Case("relu", ReLU, _normal(4, 6))],
+    "Add": [Case("add", Add, _pair(4, 6))],
+    "Subtract": [Case("subtract", Subtract, _pair(4, 6))],
+    "Multiply": [Case("multiply", Multiply, _pair(4, 6))],
+    "Average": [Case("average", Average, _pair(4, 6))],
+    "Concatenate": [Case("concatenate", lambda: Concatenate(axis=1), _pair(2, 3, 4))],
+    "Model": [Case("model-two-inputs-shared", _graph_model, _pair(4, 5))],
     "LeakyReLU": [Case("leaky-relu", lambda: LeakyReLU(0.1), _normal(4, 6))],
     "ELU": [Case("elu", lambda: ELU(0.7), _normal(4, 6))],
     "GELU": [Case("gelu", GELU, _normal(4, 6))],
@@ -249,6 +272,8 @@ def _run_layer(case: Case, backend_name: str, dtype: str, state: dict[str, np.nd
     if grad_out is None:  # the reference run on NumPy only learns the output's shape
         return result
     grad_x = layer.backward(_device(grad_out))
+    if isinstance(grad_x, list):  # a layer with several inputs: one gradient each, stacked
+        grad_x = backend.xp.stack(grad_x)
     result["grad_x"] = None if grad_x is None else _host(grad_x)
     result["grads"] = [(p.name, _host(p.grad)) for p in layer.parameters()]
     result["state"] = {k: _host(v) for k, v in layer.state_dict().items()}
@@ -281,7 +306,7 @@ def test_layer_parity(case: Case, other: str, dtype: str):
     _assert_close(got["out"], want["out"], dtype, f"{case.id}: forward output")
     if case.has_input_grad:
         assert got["grad_x"] is not None and want["grad_x"] is not None
-        assert got["grad_x"].shape == x.shape
+        assert got["grad_x"].shape == np.shape(x)
         _assert_close(got["grad_x"], want["grad_x"], dtype, f"{case.id}: dL/dx")
     else:
         assert got["grad_x"] is None and want["grad_x"] is None

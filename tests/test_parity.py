@@ -56,6 +56,13 @@ def forward(model, x, mask):
     return x
 
 
+def backward(model, grad):
+    """Each layer's standalone backward pairs with its own forward above."""
+    for layer in reversed(model.layers):
+        grad = layer.backward(grad)
+    return grad
+
+
 def run(backend_name, weights, steps=3):
     """Loss, output and gradients of the first step and the parameters after ``steps`` Adam steps."""
     dnn.set_backend(backend_name)
@@ -70,7 +77,7 @@ def run(backend_name, weights, steps=3):
     for step in range(steps):
         out = forward(model, x, mask)
         loss = loss_fn(out, y) + model.regularization_loss()
-        grad_x = model.backward(loss_fn.backward())
+        grad_x = backward(model, loss_fn.backward())
         result["losses"].append(float(loss))
         if step == 0:
             result["output"] = dnn.to_numpy(out).copy()

@@ -319,9 +319,9 @@ def test_bad_input_names_the_layer(backend_name, cls):
 def test_backward_drops_the_cache(backend_name):
     layer = LSTM(3, 4, return_sequences=True)
     layer.forward(dnn.to_device(np.ones((2, 5, 3), np.float32)))
-    assert layer._cache is not None
+    assert layer._latest is not None
     layer.backward(dnn.to_device(np.ones((2, 5, 4), np.float32)))
-    assert layer._cache is None
+    assert layer._latest is None
 
 
 def test_cli_lstm_model(capsys):

@@ -56,7 +56,7 @@ def _fit(model, **kwargs):
 
 def _state(model):
     state = {k: np.array(backend.to_numpy(v)) for k, v in model.state_dict().items()}
-    opt = model.optimizer.state_dict(model._params)
+    opt = model.optimizer.state_dict(model.optimizer_parameters)
     state.update({f"opt.{k}": np.array(backend.to_numpy(v)) for k, v in opt["arrays"].items()})
     return state
 
@@ -115,7 +115,7 @@ def test_resume_without_the_rng_state_differs(uninterrupted, tmp_path):
     _fit(model, epochs=STOP_AFTER)
     model.save(tmp_path / "ckpt.dnn")
     resumed = dnn.load_model(tmp_path / "ckpt.dnn")
-    resumed._rng_state = None  # forget the saved generator: fit re-seeds with seed=0
+    resumed.rng_state = None  # forget the saved generator: fit re-seeds with seed=0
     _fit(resumed, epochs=EPOCHS, initial_epoch=STOP_AFTER)
     state = _state(resumed)
     assert any(not np.array_equal(uninterrupted[0][k], state[k]) for k in state)

@@ -1,4 +1,5 @@
-"""A first layer may skip dL/dx in a training step; its parameter gradients must not change."""
+"""A layer whose input needs no gradient (``ctx.needs_input_grad`` False: the data) may
+skip dL/dx; its parameter gradients must not change."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import pytest
 import dnn
 from dnn import backend
 from dnn.layers import Conv2D, Dense, ReLU
+from dnn.layers.base import Context
+from dnn.parameter import backward_pass
 
 CASES = {
     "dense": (lambda: Dense(6, 4), (5, 6)),
@@ -19,15 +22,17 @@ CASES = {
 def test_backward_without_input_grad_sets_the_same_parameter_grads(float64, name):
     make, shape = CASES[name]
     layer = make()
-    assert layer.skips_input_grad
     rng = np.random.default_rng(0)
     x = backend.asarray(rng.standard_normal(shape))
     y = layer.forward(x, training=True)
     grad = backend.asarray(rng.standard_normal(tuple(y.shape)))
     assert layer.backward(grad) is not None
     full = [backend.to_numpy(p.grad).copy() for p in layer.parameters()]
-    layer.forward(x, training=True)
-    assert layer.backward(grad, input_grad=False) is None
+    ctx = Context()
+    layer.forward_with(ctx, x, training=True)
+    ctx.needs_input_grad = False
+    with backward_pass():
+        assert layer.backward_with(ctx, grad) is None
     for expected, p in zip(full, layer.parameters(), strict=True):
         np.testing.assert_array_equal(backend.to_numpy(p.grad), expected)
 

@@ -130,7 +130,7 @@ CASES = {
     "fit-validation-split": (lambda m: m.fit(X, Y, validation_split=1.0, verbose=0), ValueError,
                              r"validation_split must be in \[0, 1\)"),
     "fit-mismatched": (lambda m: m.fit(X, Y[:19], verbose=0), dnn.ShapeError,
-                       r"same number of samples, got x \(20, 4\) and y \(19,\)"),
+                       r"x and y must have the same number of samples, got 20 and shape \(19,\)"),
     "evaluate-mismatched": (lambda m: m.evaluate(X[:5], Y), dnn.ShapeError, "evaluate: x and y"),
     "label-too-big": (lambda m: m.fit(X, _with(Y, 6, 3), verbose=0), ValueError,
                       r"class labels must be in \[0, 3\) .* from 0 to 3 "

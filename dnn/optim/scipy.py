@@ -100,7 +100,7 @@ class ScipyOptimizer:
             set_theta(theta)
             total: Any = 0.0
             grad = np.zeros_like(theta) if use_grad else None
-            for xb, yb in batches(x, y, chunk, shuffle=False):
+            for xb, yb in batches([x, y], chunk, shuffle=False):
                 weight = xb.shape[0] / n
                 value = loss_fn(model.forward(xb, training=False), yb)
                 total = total + value * weight
