@@ -94,7 +94,12 @@ class Trainer:
 
     @property
     def metrics(self) -> list[metric_lib.Metric]:
+        """Every compiled metric (of every output); settable for a one-output model."""
         return [m for ms in self.output_metrics for m in ms]
+
+    @metrics.setter
+    def metrics(self, metrics: Sequence[Any]) -> None:
+        self.output_metrics = _compile_metrics(list(metrics), self.output_names)
 
     def _metric_items(self) -> list[tuple[str, metric_lib.Metric]]:
         """(log name, metric): ``accuracy``, or ``<output>_accuracy`` with several outputs."""
