@@ -4,19 +4,25 @@ What a model file holds (see :mod:`dnn.io.container` for the byte layout):
 
 - metadata (JSON): format name and version, the dnn version that wrote it, the
   backend and floating dtype it was saved from, the architecture as a layer
-  spec, and when the model was compiled: loss, optimizer (class + config, the
-  lr schedule as a spec), metrics, optimizer counters (``iterations``, ``lr``),
-  the number of finished epochs and the random generator's state;
+  spec (a graph model: its layers by name, its nodes with the tensors they
+  read, its outputs), ``ties`` (state keys whose parameter is the one at an
+  earlier key: tied weights, stored once), ``frozen`` (keys of parameters with
+  ``trainable = False``), and when the model was compiled: one loss per output,
+  loss weights, optimizer (class + config, the lr schedule as a spec), one
+  metric list per output, optimizer counters (``iterations``, ``lr``), the
+  number of finished epochs and the random generator's state;
 - arrays: ``state/<key>`` for every entry of ``model.state_dict()`` (parameters
   and buffers), ``optimizer/<i>.<name>`` for the optimizer's per-parameter
   state, ``rng/torch`` for a torch generator state.
 
 Arrays are stored as NumPy arrays on the host, so a file saved from one
-backend loads on any other. Loading builds the model from the architecture,
+backend loads on any other. Loading builds the model from the architecture
+(shared layers are one layer at several nodes again), re-ties tied parameters,
 then checks every array against the shape and dtype the built model expects.
+Format 1 files (Sequential, one loss) still load.
 Resume: the generator state is attached to the loaded model, and
 ``fit(..., initial_epoch=k)`` with ``k > 0`` restores it before training (see
-``Sequential.fit``); with the same backend the continued run is bitwise the
+``Model.fit``); with the same backend the continued run is bitwise the
 run that was never interrupted.
 """
 
@@ -35,6 +41,7 @@ from dnn.backend import random
 from dnn.errors import SerializationError
 from dnn.fitting import Trainer
 from dnn.io.container import Archive, fail, write_archive
+from dnn.io.sharing import load_state, restore_ties_and_flags, ties, unique_state
 from dnn.io.specs import (
     SpecError,
     decode_layer,
@@ -63,9 +70,9 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
         meta["architecture"] = encode_layer(model)
     except SpecError as exc:
         raise SerializationError(f"{os.fspath(path)}: cannot save: {exc}") from exc
-    arrays = {f"state/{k}": _host(v) for k, v in _unique_state(model).items()}
+    arrays = {f"state/{k}": _host(v) for k, v in unique_state(model).items()}
     meta["dtype"] = _float_dtype_name(arrays)
-    meta["ties"] = _ties(model)
+    meta["ties"] = ties(model)
     meta["frozen"] = [key for key, p in model.named_parameters() if not p.trainable]
     meta["compile"] = None
     opt = getattr(model, "optimizer", None)
@@ -98,28 +105,10 @@ def save_weights(model: Any, path: str | os.PathLike) -> None:
         meta["architecture"] = encode_layer(model)
     except SpecError:
         meta["architecture"] = None  # informative only; weights load by key and shape
-    arrays = {f"state/{k}": _host(v) for k, v in _unique_state(model).items()}
+    arrays = {f"state/{k}": _host(v) for k, v in unique_state(model).items()}
     meta["dtype"] = _float_dtype_name(arrays)
-    meta["ties"] = _ties(model)
+    meta["ties"] = ties(model)
     write_archive(path, meta, arrays)
-
-
-def _ties(model: Any) -> dict[str, str]:
-    """State keys whose parameter is the one at an earlier key (tied or shared weights)."""
-    first: dict[int, str] = {}
-    ties = {}
-    for key, p in model.named_parameters():
-        if id(p) in first:
-            ties[key] = first[id(p)]
-        else:
-            first[id(p)] = key
-    return ties
-
-
-def _unique_state(model: Any) -> dict[str, Any]:
-    """``model.state_dict()`` without the keys of :func:`_ties` (each array once)."""
-    ties = _ties(model)
-    return {k: v for k, v in model.state_dict().items() if k not in ties}
 
 
 def _header(kind: str) -> dict[str, Any]:
@@ -165,14 +154,14 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Any:
                 if not isinstance(model, Trainer):
                     raise SpecError(f"architecture: the top level must be a model (Sequential "
                                     f"or Model), got {type(model).__name__}")
-                _restore_ties_and_flags(ar, model)
+                restore_ties_and_flags(ar, model)
                 if comp is not None:
                     _compile(model, comp)
         except SpecError as exc:
             raise fail(ar.path, str(exc)) from exc
         except RecursionError as exc:
             raise fail(ar.path, "architecture is nested too deeply") from exc
-        _load_state(model, _read_state(ar, model, cast_floats=False))
+        load_state(model, _read_state(ar, model, cast_floats=False))
         if comp is not None:
             _load_optimizer_state(ar, model)
         training = meta.get("training") or {}
@@ -197,33 +186,7 @@ def load_weights(model: Any, path: str | os.PathLike) -> None:
     """
     with Archive(path) as ar:
         _check_header(ar, kinds=("model", "weights"))
-        _load_state(model, _read_state(ar, model, cast_floats=True))
-
-
-def _load_state(model: Any, state: dict[str, np.ndarray]) -> None:
-    """``model.load_state_dict`` with each tied key given its first key's array."""
-    ties = _ties(model)
-    model.load_state_dict({**state, **{k: state[first] for k, first in ties.items()}})
-
-
-def _restore_ties_and_flags(ar: Archive, model: Any) -> None:
-    """Tie the parameters the file lists as tied; freeze those it lists as frozen."""
-    ties, frozen = ar.meta.get("ties") or {}, ar.meta.get("frozen") or []
-    if not isinstance(ties, dict) or not isinstance(frozen, list):
-        raise SpecError(f"metadata 'ties' must be an object and 'frozen' a list, got "
-                        f"{ties!r:.80} and {frozen!r:.80}")
-    params = dict(model.named_parameters())
-    for key, first in ties.items():
-        if key not in params or first not in params:
-            raise SpecError(f"ties: {key!r} -> {first!r} names a parameter the architecture "
-                            "does not have")
-        if params[key] is not params[first]:
-            model.set_parameter(key, params[first])
-    params = dict(model.named_parameters())
-    for key in frozen:
-        if key not in params:
-            raise SpecError(f"frozen: {key!r} names a parameter the architecture does not have")
-        params[key].trainable = False
+        load_state(model, _read_state(ar, model, cast_floats=True))
 
 
 def _compile(model: Any, comp: dict[str, Any]) -> None:
@@ -334,7 +297,7 @@ def _layer_label(model: Any, key: str) -> str:
 
 def _read_state(ar: Archive, model: Any, cast_floats: bool) -> dict[str, np.ndarray]:
     """Every ``state/<key>`` array, checked against the shape and dtype ``model`` expects."""
-    expected = {f"state/{k}": v for k, v in _unique_state(model).items()}
+    expected = {f"state/{k}": v for k, v in unique_state(model).items()}
     present = {n for n in ar.names if n.startswith("state/")}
     if missing := set(expected) - present:
         raise fail(ar.path, "arrays missing for the architecture: " + _listing(
@@ -365,7 +328,7 @@ def _optimizer_expected(model: Any) -> dict[str, Any]:
 
 
 def _expected_names(ar: Archive, model: Any) -> list[str]:
-    names = [f"state/{k}" for k in _unique_state(model)]
+    names = [f"state/{k}" for k in unique_state(model)]
     if model.optimizer is not None:
         names += list(_optimizer_expected(model))
     if isinstance(ar.meta.get("rng"), dict) and ar.meta["rng"].get("kind") == "torch":
