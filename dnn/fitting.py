@@ -16,11 +16,12 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from dnn import backend, losses, optim
+from dnn import backend, losses, optim, parameter
 from dnn import metrics as metric_lib
 from dnn.backend import random
 from dnn.callbacks import Callback
 from dnn.history import History
+from dnn.layers.base import Layer
 from dnn.parameter import Parameter, backward_pass, flat_groups
 from dnn.training import (
     batches,
@@ -47,6 +48,8 @@ class Trainer:
         #: the parameters the optimizer updates: the trainable ones at ``compile``
         self.optimizer_parameters: list[Parameter] = []
         self._frozen_at_compile: list[Parameter] = []
+        self._penalized: list[Layer] = []
+        self._compiled_version = -1
         self.stop_training = False
         #: epochs finished by fit (saved in model files; resume with initial_epoch=model.epoch)
         self.epoch = 0
@@ -91,6 +94,10 @@ class Trainer:
             p.ungroup()  # no flat-buffer slot, no optimizer state for a frozen weight
         if self.optimizer_parameters:
             flat_groups(self.optimizer_parameters)
+        self._compiled_version = parameter.trainable_version
+        #: the layers with a penalty of their own (l1/l2), each once
+        self._penalized = [layer for layer in self.sublayers()
+                           if type(layer).regularization_loss is not Layer.regularization_loss]
 
     @property
     def metrics(self) -> list[metric_lib.Metric]:
@@ -113,6 +120,8 @@ class Trainer:
                                "optimizer=...) first")
         if not self._graph.nodes:
             raise ValueError(f"{what}: the model has no layers")
+        if parameter.trainable_version == self._compiled_version:
+            return  # no parameter's ``trainable`` changed since compile
         changed = [p for p in self.optimizer_parameters if not p.trainable]
         changed += [p for p in self._frozen_at_compile if p.trainable]
         if changed and what in ("fit", "train_step"):
@@ -142,7 +151,7 @@ class Trainer:
         parameter's ``grad`` — a training step without the optimizer (gradient checks)."""
         if not backward:
             outs, _ = self._graph.forward(xs, training=False)
-            return self._losses_and_grads(outs, ys)[0] + self.regularization_loss()
+            return self._losses_and_grads(outs, ys)[0] + self._penalty()
         return self._forward_backward(xs, ys, training=False)[0]
 
     def _forward_backward(self, xs: list[Any], ys: list[Any],
@@ -151,10 +160,14 @@ class Trainer:
         total, per_output, grads = self._losses_and_grads(outs, ys)
         with backward_pass() as pass_id:
             self._graph.backward(contexts, grads, needs_input_grad=False)
-            self.regularization_grads()
+            for layer in self._penalized:
+                layer.regularization_grads()
         for p in self.optimizer_parameters:
             p.clear_stale_grad(pass_id)
-        return total + self.regularization_loss(), per_output, outs
+        return total + self._penalty(), per_output, outs
+
+    def _penalty(self) -> Any:
+        return sum((layer.regularization_loss() for layer in self._penalized), 0.0)
 
     def _losses_and_grads(self, outs: list[Any], ys: list[Any]) -> tuple[Any, list[Any], list[Any]]:
         """Σᵢ wᵢ·Lᵢ, each Lᵢ, and each wᵢ·dLᵢ/dŷᵢ (the loss's backward right after its forward)."""
@@ -312,7 +325,7 @@ class Trainer:
         n = xs[0].shape[0]
         per_output = [float(s) / n for s in sums]
         total = sum(w * v for w, v in zip(self.loss_weights, per_output))
-        results = {"loss": total + float(self.regularization_loss())}
+        results = {"loss": total + float(self._penalty())}
         if len(per_output) > 1:
             results.update({f"{name}_loss": v for name, v in zip(self.output_names, per_output)})
         results.update({name: m.result() for name, m in self._metric_items()})

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dnn import backend
+from dnn import backend, parameter
 
 
 class SymbolicTensor:
@@ -148,9 +148,10 @@ class Graph:
             raise ValueError(f"{where}: the same Input is listed twice in inputs")
         self.inputs, self.outputs = list(inputs), list(outputs)
         self.nodes = self._sort(where)
-        used = {id(t) for n in self.nodes for t in n.inputs} | {id(t) for t in self.outputs}
+        self._plan_cache: dict[bool, tuple[int, list[Any]]] = {}
+        used = {t for n in self.nodes for t in n.inputs} | set(self.outputs)
         for i, t in enumerate(self.inputs):
-            if id(t) not in used:
+            if t not in used:
                 raise ValueError(f"{where}: inputs[{i}] ({t!r}) is not connected to the outputs")
 
     def _sort(self, where: str) -> list[Node]:
@@ -192,64 +193,67 @@ class Graph:
         """Output values and the per-node contexts, from one value per input."""
         from dnn.layers.base import Context
 
-        env = {id(t): v for t, v in zip(self.inputs, values)}
+        env = dict(zip(self.inputs, values))  # tensor -> value (tensors hash by identity)
         contexts = []
         for node in self.nodes:
             ctx = Context()
-            y = node.layer.forward_with(ctx, node.args([env[id(t)] for t in node.inputs]),
+            y = node.layer.forward_with(ctx, node.args([env[t] for t in node.inputs]),
                                         training=training)
             if len(node.outputs) == 1:
-                env[id(node.outputs[0])] = y
+                env[node.outputs[0]] = y
             else:
-                env.update((id(t), v) for t, v in zip(node.outputs, y))
+                env.update(zip(node.outputs, y))
             contexts.append(ctx)
-        return [env[id(t)] for t in self.outputs], contexts
+        return [env[t] for t in self.outputs], contexts
 
     def backward(self, contexts: list[Any], grads: list[Any], needs_input_grad: bool) -> list[Any]:
         """Gradients w.r.t. the inputs (None where not needed) from one per output
         (None: that output does not reach the loss). Parameters get theirs on the way."""
-        env: dict[int, Any] = {}
+        env: dict[SymbolicTensor, Any] = {}
         for t, g in zip(self.outputs, grads):
             if g is not None:
                 _accumulate(env, t, g)
-        needs = self._needs_grad(needs_input_grad)
-        for node, ctx in zip(reversed(self.nodes), reversed(contexts)):
-            outs = [env.pop(id(t), None) for t in node.outputs]
-            if all(g is None for g in outs):
-                continue
-            want_input = any(id(t) in needs for t in node.inputs)
-            if not want_input and id(node) not in needs:
+        plan = self._plan(needs_input_grad)
+        for node, ctx, (run, wanted) in zip(reversed(self.nodes), reversed(contexts), plan):
+            outs = [env.pop(t, None) for t in node.outputs]
+            if not run or all(g is None for g in outs):
                 continue
             if len(outs) > 1:
                 outs = _fill_zeros(outs, node.outputs)
-            ctx.needs_input_grad = want_input
+            ctx.needs_input_grad = bool(wanted)
             g_in = node.layer.backward_with(ctx, outs[0] if len(outs) == 1 else outs)
-            if not want_input:
-                continue
-            g_in = g_in if node.as_list else [g_in]
-            for t, g in zip(node.inputs, g_in):
-                if g is not None and id(t) in needs:
-                    _accumulate(env, t, g)
-        return [env.get(id(t)) for t in self.inputs]
+            if wanted:
+                for t, g in zip(wanted, g_in if node.as_list else [g_in]):
+                    if g is not None and t is not None:
+                        _accumulate(env, t, g)
+        return [env.get(t) for t in self.inputs]
 
-    def _needs_grad(self, needs_input_grad: bool) -> set[int]:
-        """Ids of the tensors whose gradient someone needs (an input when asked, the
-        outputs of trainable layers and everything downstream of either), and ids
-        of the nodes whose layer has a trainable parameter."""
-        needs = {id(t) for t in self.inputs} if needs_input_grad else set()
+    def _plan(self, needs_input_grad: bool) -> list[tuple[bool, list[Any]]]:
+        """Per node, in backward order: (run its backward?, its inputs whose gradient is
+        needed, None in place of the others; empty when none is). Inputs need a gradient
+        when asked, outputs of trainable layers and everything downstream of either do;
+        a node runs when one of its inputs needs a gradient or its layer has a trainable
+        parameter. Cached until some parameter's ``trainable`` changes."""
+        version, plan = self._plan_cache.get(needs_input_grad, (-1, []))
+        if version == parameter.trainable_version:
+            return plan
+        needs = set(self.inputs) if needs_input_grad else set()
+        plan = []
         for node in self.nodes:
             trainable = any(p.trainable for p in node.layer.parameters())
-            if trainable:
-                needs.add(id(node))
-            if trainable or any(id(t) in needs for t in node.inputs):
-                needs.update(id(t) for t in node.outputs)
-        return needs
+            wanted = [t if t in needs else None for t in node.inputs]
+            wanted = wanted if any(t is not None for t in wanted) else []
+            plan.append((trainable or bool(wanted), wanted))
+            if trainable or wanted:
+                needs.update(node.outputs)
+        plan.reverse()
+        self._plan_cache[needs_input_grad] = (parameter.trainable_version, plan)
+        return plan
 
 
-def _accumulate(env: dict[int, Any], t: SymbolicTensor, g: Any) -> None:
+def _accumulate(env: dict[SymbolicTensor, Any], t: SymbolicTensor, g: Any) -> None:
     """Fan-out: the gradient of a tensor read by several nodes is the sum."""
-    key = id(t)
-    env[key] = g if key not in env else env[key] + g
+    env[t] = g if t not in env else env[t] + g
 
 
 def _fill_zeros(grads: list[Any], tensors: list[SymbolicTensor]) -> list[Any]:

@@ -38,6 +38,9 @@ class Model(Trainer, Layer):
     """``Model(inputs, outputs)``: the layers between symbolic ``inputs`` (a ``dnn.Input``
     or a list of them) and ``outputs`` (a tensor or a list), as one layer."""
 
+    #: a chain of layers keyed by position (Sequential), not a graph keyed by names
+    is_chain = False
+
     def __init__(self, inputs: Any, outputs: Any) -> None:
         self._multi_in = isinstance(inputs, (list, tuple))
         self._multi_out = isinstance(outputs, (list, tuple))
@@ -184,7 +187,7 @@ class Model(Trainer, Layer):
             layer = entry["layer"]
             if not isinstance(layer, Layer):
                 raise ValueError(f"layer {entry.get('name')!r} is not a layer")
-            layer.name = entry["name"]
+            Layer.__init__(layer, name=entry["name"])  # checks the name
             layers[entry["name"]] = layer
         tensors = [Input(i["shape"], dtype=i.get("dtype"), name=i.get("name"))
                    for i in config["inputs"]]
@@ -214,6 +217,8 @@ class Sequential(Model):
     up front; without an Input, shapes are found when data arrives.
     """
 
+    is_chain = True
+
     def __init__(self, layers: Sequence[Layer | SymbolicTensor] = ()) -> None:
         layers = list(layers)
         self._multi_in = self._multi_out = False
@@ -229,10 +234,16 @@ class Sequential(Model):
         ends = [self._input] if self._input is not None else []  # no layers yet: an empty graph
         self._set_graph(Graph(ends, ends, where="Sequential"))
         for layer in layers:
-            self.add(layer)
+            self._append(layer)
+        if layers:
+            self._graph = Graph([self._input], [self._output], where="Sequential")
 
     def add(self, layer: Layer) -> None:
         """Append a layer to the chain."""
+        self._append(layer)
+        self._graph = Graph([self._input], [self._output], where="Sequential")
+
+    def _append(self, layer: Layer) -> None:
         if not isinstance(layer, Layer):
             raise TypeError(
                 f"Sequential: layer {len(self.layers_list)} must be a dnn.layers.Layer, "
@@ -243,8 +254,6 @@ class Sequential(Model):
         layer._label = f"layer {len(self.layers_list)} ({type(layer).__name__})"
         self.layers_list.append(layer)
         self._output = make_node(layer, self._output)
-        self._graph = Graph([self._input], [self._output], where="Sequential")
-        self._names = {}
 
     @property
     def layers(self) -> list[Layer]:

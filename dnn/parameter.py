@@ -30,6 +30,8 @@ from dnn.backend import ops
 _pass = 0
 #: True while a pass is open; nested ``backward_pass()`` calls join it
 _open = False
+#: bumped whenever a parameter's ``trainable`` changes (graphs cache what depends on it)
+trainable_version = 0
 
 
 @contextlib.contextmanager
@@ -52,15 +54,26 @@ class Parameter:
     """A trainable array: ``data``, its gradient ``grad`` (or None), a ``name`` and
     ``trainable`` (False freezes it: no gradient is computed, no optimizer touches it)."""
 
-    __slots__ = ("_grad", "_pass", "data", "group", "name", "trainable")
+    __slots__ = ("_grad", "_pass", "_trainable", "data", "group", "name")
 
     def __init__(self, data: Any, name: str = "", trainable: bool = True) -> None:
         self.data = data
         self._grad: Any = None
         self.name = name
         self.group: FlatGroup | None = None
-        self.trainable = bool(trainable)
+        self._trainable = bool(trainable)
         self._pass = -1  # the backward pass whose gradient ``grad`` holds
+
+    @property
+    def trainable(self) -> bool:
+        return self._trainable
+
+    @trainable.setter
+    def trainable(self, value: bool) -> None:
+        global trainable_version
+        if bool(value) != self._trainable:
+            self._trainable = bool(value)
+            trainable_version += 1
 
     def add_grad(self, value: Any) -> None:
         """Add ``value`` to this pass's gradient (the first contribution replaces the old one)."""

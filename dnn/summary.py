@@ -11,7 +11,7 @@ from typing import Any
 
 def summarize(model: Any, input_shape: tuple[int, ...] | None = None) -> str:
     """The summary table of ``model`` as text."""
-    sequential = not hasattr(model, "_names") or not model._names
+    sequential = getattr(model, "is_chain", False)
     names = {id(layer): name for name, layer in model.named_children()}
     shapes = _output_shapes(model, input_shape)
     header = ("layer (type)", "output shape", "params") + (() if sequential else ("connected to",))

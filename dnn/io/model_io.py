@@ -39,7 +39,6 @@ import numpy as np
 from dnn import backend
 from dnn.backend import random
 from dnn.errors import SerializationError
-from dnn.fitting import Trainer
 from dnn.io.container import Archive, fail, write_archive
 from dnn.io.sharing import load_state, restore_ties_and_flags, ties, unique_state
 from dnn.io.specs import (
@@ -151,7 +150,7 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Any:
         try:
             with _default_dtype(dtype), _rng_untouched():
                 model = decode_layer(arch)
-                if not isinstance(model, Trainer):
+                if not callable(getattr(model, "compile", None)):  # a model, not a bare layer
                     raise SpecError(f"architecture: the top level must be a model (Sequential "
                                     f"or Model), got {type(model).__name__}")
                 restore_ties_and_flags(ar, model)

@@ -158,7 +158,9 @@ class Layer:
         return list({id(p): p for _, p in self.named_parameters()}.values())
 
     def regularization_loss(self) -> Any:
-        """Penalty this layer adds to the loss (l1/l2); 0.0 when it has none."""
+        """Penalty this layer adds to the loss (l1/l2); 0.0 when it has none. A layer with
+        weights of its own overrides it (and :meth:`regularization_grads`) for those
+        weights only; this default sums the sub-layers' penalties."""
         return sum((child.regularization_loss() for child in self._unique_children()), 0.0)
 
     def regularization_grads(self) -> None:

@@ -7,19 +7,11 @@ from typing import Any
 from dnn.optim import schedules
 from dnn.optim.adagrad import Adagrad
 from dnn.optim.adam import Adam, AdamW, NAdam
-from dnn.optim.base import Optimizer
+from dnn.optim.base import OPTIMIZERS, Optimizer
 from dnn.optim.random_search import RandomSearch, RandomSearchResult
 from dnn.optim.rmsprop import RMSprop
 from dnn.optim.scipy import LBFGS, ScipyOptimizer, ScipyResult
 from dnn.optim.sgd import SGD
-from dnn.registry import Registry
-
-#: optimizer class name -> class (looked up case-insensitively: ``"adam"``), for model
-#: files and ``compile(optimizer="...")``
-OPTIMIZERS = Registry("optimizer")
-for _cls in (SGD, Adagrad, RMSprop, Adam, AdamW, NAdam):
-    OPTIMIZERS.register(_cls)
-del _cls
 
 
 def get(optimizer: str | Optimizer, **kwargs: Any) -> Optimizer:

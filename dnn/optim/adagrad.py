@@ -8,9 +8,10 @@ from __future__ import annotations
 from typing import Any
 
 from dnn import backend
-from dnn.optim.base import Optimizer
+from dnn.optim.base import Optimizer, register
 
 
+@register
 class Adagrad(Optimizer):
     state_names = ("sum",)
 

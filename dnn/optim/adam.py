@@ -15,9 +15,10 @@ from typing import Any
 
 from dnn import backend
 from dnn.backend import ops
-from dnn.optim.base import Optimizer
+from dnn.optim.base import Optimizer, register
 
 
+@register
 class Adam(Optimizer):
     state_names = ("exp_avg", "exp_avg_sq")
 
@@ -72,6 +73,7 @@ class Adam(Optimizer):
         return {**super().get_config(), "betas": list(self.betas), "eps": self.eps}
 
 
+@register
 class AdamW(Adam):
     def __init__(self, lr: Any = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.01, **kwargs: Any) -> None:
@@ -83,6 +85,7 @@ class AdamW(Adam):
         self._adam_step(param, grad, state)
 
 
+@register
 class NAdam(Adam):
     def __init__(self, lr: Any = 2e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0,

@@ -21,8 +21,18 @@ from typing import Any
 from dnn import backend
 from dnn.backend import ops
 from dnn.parameter import FlatGroup, Parameter, flat_groups
+from dnn.registry import Registry
 
 Schedule = Callable[[int], float]
+
+#: optimizer class name -> class (looked up case-insensitively: ``"adam"``), for model
+#: files and ``compile(optimizer="...")``; filled by :func:`register`
+OPTIMIZERS = Registry("optimizer")
+
+
+def register(cls: type[Optimizer]) -> type[Optimizer]:
+    """Class decorator: make an optimizer loadable from model files by its name."""
+    return OPTIMIZERS.register(cls)
 
 
 class Optimizer:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from dnn import backend
-from dnn.optim.base import Optimizer
+from dnn.optim.base import Optimizer, register
 
 
+@register
 class RMSprop(Optimizer):
     def __init__(self, lr: Any = 0.01, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, **kwargs: Any) -> None:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from dnn.backend import ops
-from dnn.optim.base import Optimizer
+from dnn.optim.base import Optimizer, register
 
 
+@register
 class SGD(Optimizer):
     def __init__(
         self, lr: Any = 1e-3, momentum: float = 0.0, nesterov: bool = False,
