@@ -46,6 +46,14 @@ class _Merge(Layer):
         return tuple(input_shape[0])
 
 
+def _sum(xs: list[Any]) -> Any:
+    """x₀ + x₁ + … in one new array."""
+    y = xs[0] + xs[1]
+    for other in xs[2:]:
+        y += other
+    return y
+
+
 @register
 class Add(_Merge):
     """y = Σᵢ xᵢ;  dL/dxᵢ = g."""
@@ -53,10 +61,7 @@ class Add(_Merge):
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         xs = self._check(x)
         ctx.count = len(xs)
-        y = xs[0] + xs[1]
-        for other in xs[2:]:
-            y += other
-        return y
+        return _sum(xs)
 
     def backward_with(self, ctx: Context, grad: Any) -> list[Any]:
         return [grad] * ctx.count
@@ -106,10 +111,7 @@ class Average(_Merge):
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         xs = self._check(x)
         ctx.count = len(xs)
-        y = xs[0] + xs[1]
-        for other in xs[2:]:
-            y += other
-        return y * (1.0 / len(xs))
+        return _sum(xs) * (1.0 / len(xs))
 
     def backward_with(self, ctx: Context, grad: Any) -> list[Any]:
         return [grad * (1.0 / ctx.count)] * ctx.count
