@@ -22,15 +22,20 @@ from dnn.backend import random
 from dnn.callbacks import Callback
 from dnn.history import History
 from dnn.layers.base import Layer
+from dnn.optim.base import check_number
 from dnn.parameter import Parameter, backward_pass, flat_groups
 from dnn.training import (
     batches,
     check_counts,
     check_fit_args,
     check_fit_inputs,
-    check_validation_data,
+    check_predictions,
+    compile_metrics,
     inputs_list,
+    metric_log_names,
+    per_output,
     progress,
+    split_validation,
 )
 
 
@@ -75,18 +80,16 @@ class Trainer:
         at the next ``compile``.
         """
         names = self.output_names
-        self.losses = [losses.get(v) for v in _per_output(loss, names, "loss")]
+        self.losses = [losses.get(v) for v in per_output(loss, names, "loss")]
         self.loss = self.losses[0] if len(names) == 1 else list(self.losses)
-        weights = [1.0] * len(names) if loss_weights is None else _per_output(
+        weights = [1.0] * len(names) if loss_weights is None else per_output(
             loss_weights, names, "loss_weights", broadcast=False)
         self.loss_weights = [float(w) for w in weights]
         self.optimizer = optim.get(optimizer)
         for arg, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue)):
             if value is not None:
-                if not value > 0:
-                    raise ValueError(f"compile: {arg} must be > 0, got {value!r}")
-                setattr(self.optimizer, arg, float(value))
-        self.output_metrics = _compile_metrics(metrics, names)
+                setattr(self.optimizer, arg, check_number("compile", arg, value, 0.0, low_open=True))
+        self.output_metrics = compile_metrics(metrics, names, self.losses)
         params = self.parameters()
         self.optimizer_parameters = [p for p in params if p.trainable]
         self._frozen_at_compile = [p for p in params if not p.trainable]
@@ -106,13 +109,12 @@ class Trainer:
 
     @metrics.setter
     def metrics(self, metrics: Sequence[Any]) -> None:
-        self.output_metrics = _compile_metrics(list(metrics), self.output_names)
+        self.output_metrics = compile_metrics(list(metrics), self.output_names, self.losses)
 
     def _metric_items(self) -> list[tuple[str, metric_lib.Metric]]:
-        """(log name, metric): ``accuracy``, or ``<output>_accuracy`` with several outputs."""
-        names = self.output_names
-        return [(m.name if len(names) == 1 else f"{names[i]}_{m.name}", m)
-                for i, ms in enumerate(self.output_metrics) for m in ms]
+        """(log name, metric): ``accuracy``, or ``<output>_accuracy`` with several outputs;
+        metrics named alike get distinct keys (``accuracy``, ``accuracy_1``)."""
+        return metric_log_names(self.output_names, self.output_metrics)
 
     def _check_compiled(self, what: str) -> None:
         if self.optimizer is None or not self.losses:
@@ -139,8 +141,9 @@ class Trainer:
         ys = list(y) if self._multi_out else [y]
         return self._train_step(xs, ys)[0]
 
-    def _train_step(self, xs: list[Any], ys: list[Any]) -> tuple[Any, list[Any]]:
-        total, per_output, outs = self._forward_backward(xs, ys, training=True)
+    def _train_step(self, xs: list[Any], ys: list[Any],
+                    check: str | None = None) -> tuple[Any, list[Any]]:
+        total, per_output, outs = self._forward_backward(xs, ys, training=True, check=check)
         self.optimizer.step(self.optimizer_parameters)
         self._update_metrics(outs, ys)
         return total, per_output
@@ -154,9 +157,11 @@ class Trainer:
             return self._losses_and_grads(outs, ys)[0] + self._penalty()
         return self._forward_backward(xs, ys, training=False)[0]
 
-    def _forward_backward(self, xs: list[Any], ys: list[Any],
-                          training: bool) -> tuple[Any, list[Any], list[Any]]:
+    def _forward_backward(self, xs: list[Any], ys: list[Any], training: bool,
+                          check: str | None = None) -> tuple[Any, list[Any], list[Any]]:
         outs, contexts = self._graph.forward(xs, training=training)
+        if check:  # the first step of a fit call: outputs the losses cannot read
+            check_predictions(self, outs, check)
         total, per_output, grads = self._losses_and_grads(outs, ys)
         with backward_pass() as pass_id:
             self._graph.backward(contexts, grads, needs_input_grad=False)
@@ -215,14 +220,7 @@ class Trainer:
         check_counts(batch_size, epochs, validation_split, "fit")
         check_fit_args(initial_epoch=initial_epoch, log_every=log_every)
         xs, ys = check_fit_inputs(self, x, y)
-        if validation_split:
-            split = xs[0].shape[0] - math.ceil(xs[0].shape[0] * validation_split)
-            validation = ([a[split:, ...] for a in xs], [a[split:, ...] for a in ys])
-            xs, ys = [a[:split, ...] for a in xs], [a[:split, ...] for a in ys]
-        elif validation_data is not None:
-            validation = check_validation_data(self, validation_data)
-        else:
-            validation = None
+        xs, ys, validation = split_validation(self, xs, ys, validation_split, validation_data)
         if initial_epoch > 0 and self.rng_state is not None:
             random.set_state(self.rng_state)
         elif seed is not None:
@@ -240,7 +238,7 @@ class Trainer:
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             logs = self._run_epoch(xs, ys, batch_size, shuffle, epoch, epochs, steps, verbose,
-                                   log_every, callbacks)
+                                   log_every, callbacks, epoch == initial_epoch)
             if validation is not None:
                 val = self._evaluate(*validation, batch_size=max(batch_size, 256))
                 logs.update({f"val_{k}": v for k, v in val.items() if isinstance(v, float)})
@@ -261,7 +259,7 @@ class Trainer:
 
     def _run_epoch(self, xs: list[Any], ys: list[Any], batch_size: int, shuffle: bool,
                    epoch: int, epochs: int, steps: int, verbose: int, log_every: int,
-                   callbacks: Sequence[Callback]) -> dict[str, float]:
+                   callbacks: Sequence[Callback], first: bool) -> dict[str, float]:
         for metric in self.metrics:
             metric.reset()
         loss_sum: Any = 0.0
@@ -271,7 +269,10 @@ class Trainer:
         n_in = len(xs)
         for step, batch in enumerate(batches(xs + ys, batch_size, shuffle)):
             size = batch[0].shape[0]
-            loss, per_output = self._train_step(batch[:n_in], batch[n_in:])
+            # the first step of a fit call checks the outputs (e.g. logits given to a loss
+            # on probabilities); the other steps read nothing back
+            loss, per_output = self._train_step(batch[:n_in], batch[n_in:],
+                                                "fit" if first and step == 0 else None)
             loss_sum = loss_sum + loss * size
             if len(per_output) > 1:
                 output_sums = [s + v * size for s, v in zip(output_sums, per_output)]
@@ -309,15 +310,19 @@ class Trainer:
         self._check_compiled("evaluate")
         check_counts(batch_size, 1, 0.0, "evaluate")
         xs, ys = check_fit_inputs(self, x, y, where="evaluate")
-        return self._evaluate(xs, ys, batch_size)
+        return self._evaluate(xs, ys, batch_size, check="evaluate")
 
-    def _evaluate(self, xs: list[Any], ys: list[Any], batch_size: int) -> dict[str, float]:
+    def _evaluate(self, xs: list[Any], ys: list[Any], batch_size: int,
+                  check: str | None = None) -> dict[str, float]:
         for metric in self.metrics:
             metric.reset()
         sums: list[Any] = [0.0] * len(self.losses)
         n_in = len(xs)
         for batch in batches(xs + ys, batch_size, shuffle=False):
             outs, _ = self._graph.forward(batch[:n_in], training=False)  # contexts dropped
+            if check:  # the first batch only: outputs the losses cannot read
+                check_predictions(self, outs, check)
+                check = None
             yb = batch[n_in:]
             size = batch[0].shape[0]
             sums = [s + loss(out, t) * size for s, loss, out, t in zip(sums, self.losses, outs, yb)]
@@ -376,36 +381,3 @@ class Trainer:
         from dnn.io import load_weights
 
         load_weights(self, path)
-
-
-def _per_output(value: Any, names: list[str], arg: str, broadcast: bool = True) -> list[Any]:
-    """One entry per output from a single value (when ``broadcast``), a list or a dict."""
-    if isinstance(value, dict):
-        if set(value) != set(names):
-            raise ValueError(f"compile: {arg} is a dict with keys {sorted(value)}; the model's "
-                             f"outputs are named {names}")
-        return [value[n] for n in names]
-    if isinstance(value, (list, tuple)):
-        if len(value) != len(names):
-            raise ValueError(f"compile: {arg} must have one entry per output ({len(names)}: "
-                             f"{', '.join(names)}), got {len(value)}")
-        return list(value)
-    if not broadcast:
-        raise ValueError(f"compile: {arg} must be a list or a dict with one entry per output, "
-                         f"got {value!r}")
-    return [value] * len(names)
-
-
-def _compile_metrics(metrics: Any, names: list[str]) -> list[list[metric_lib.Metric]]:
-    """Metrics per output: a flat list applies to every output (fresh instances each)."""
-    if isinstance(metrics, dict) or (
-            isinstance(metrics, (list, tuple)) and len(names) > 1
-            and all(isinstance(m, (list, tuple)) for m in metrics) and metrics):
-        per = _per_output(metrics, names, "metrics", broadcast=False)
-        return [[metric_lib.get(m) for m in (ms if isinstance(ms, (list, tuple)) else [ms])]
-                for ms in per]
-    flat = list(metrics)
-    if len(names) > 1 and any(isinstance(m, metric_lib.Metric) for m in flat):
-        raise ValueError("compile: with several outputs, pass metric instances per output "
-                         "(a dict or a list of lists); a flat list may hold names only")
-    return [[metric_lib.get(m) for m in flat] for _ in names]

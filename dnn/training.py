@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from collections.abc import Iterator
 from typing import Any
 
 from dnn import backend
 from dnn.backend import random
+from dnn.backend.ops import class_indices
 from dnn.errors import ShapeError
 
 
@@ -51,6 +53,100 @@ def check_counts(batch_size: int, epochs: int, validation_split: float, where: s
             raise ValueError(f"{where}: {arg} must be an int >= {low}, got {value!r}")
     if not 0.0 <= validation_split < 1.0:
         raise ValueError(f"{where}: validation_split must be in [0, 1), got {validation_split!r}")
+
+
+def split_validation(model: Any, xs: list[Any], ys: list[Any], validation_split: float,
+                     validation_data: Any) -> tuple[list[Any], list[Any], Any]:
+    """Hold out the last ``validation_split`` of (xs, ys) as Keras does, or check
+    ``validation_data``: (train xs, train ys, validation pair or None). A split that
+    leaves no training or no validation sample is refused with both counts."""
+    if validation_split and validation_data is not None:
+        raise ValueError("fit: pass validation_split or validation_data, not both (got "
+                         f"validation_split={validation_split!r} and validation_data)")
+    if validation_data is not None:
+        return xs, ys, check_validation_data(model, validation_data)
+    if not validation_split:
+        return xs, ys, None
+    n = xs[0].shape[0]
+    held_out = math.ceil(n * validation_split)
+    split = n - held_out
+    if split < 1 or held_out < 1:
+        raise ValueError(
+            f"fit: validation_split={validation_split!r} of {n} samples leaves {split} training "
+            f"and {held_out} validation samples; both need at least 1 (use a smaller "
+            "validation_split, more data, or validation_data=)")
+    validation = ([a[split:, ...] for a in xs], [a[split:, ...] for a in ys])
+    return [a[:split, ...] for a in xs], [a[:split, ...] for a in ys], validation
+
+
+def check_predictions(model: Any, outs: list[Any], where: str) -> None:
+    """Each output's loss looks at the model's output for the first batch of a fit or
+    evaluate call (``loss.check_predictions``): logits given to a loss on probabilities,
+    for one, raise here rather than train to a meaningless loss."""
+    names = model.output_names
+    for name, loss, out in zip(names, model.losses, outs):
+        try:
+            loss.check_predictions(out)
+        except ValueError as exc:
+            label = f"{where}: " if len(names) == 1 else f"{where}: output {name!r}: "
+            raise ValueError(label + str(exc)) from None
+
+
+def per_output(value: Any, names: list[str], arg: str, broadcast: bool = True) -> list[Any]:
+    """One entry per output from a single value (when ``broadcast``), a list or a dict."""
+    if isinstance(value, dict):
+        if set(value) != set(names):
+            raise ValueError(f"compile: {arg} is a dict with keys {sorted(value)}; the model's "
+                             f"outputs are named {names}")
+        return [value[n] for n in names]
+    if isinstance(value, (list, tuple)):
+        if len(value) != len(names):
+            raise ValueError(f"compile: {arg} must have one entry per output ({len(names)}: "
+                             f"{', '.join(names)}), got {len(value)}")
+        return list(value)
+    if not broadcast:
+        raise ValueError(f"compile: {arg} must be a list or a dict with one entry per output, "
+                         f"got {value!r}")
+    return [value] * len(names)
+
+
+def compile_metrics(metrics: Any, names: list[str], losses: list[Any]) -> list[list[Any]]:
+    """Metrics per output: a flat list applies to every output (fresh instances each).
+    Each metric is told its output's loss (a binary accuracy on logits thresholds at 0)."""
+    from dnn import metrics as metric_lib
+
+    losses = list(losses) or [None] * len(names)  # the metrics setter may run before compile
+    if isinstance(metrics, dict) or (
+            isinstance(metrics, (list, tuple)) and len(names) > 1
+            and all(isinstance(m, (list, tuple)) for m in metrics) and metrics):
+        per = per_output(metrics, names, "metrics", broadcast=False)
+        return [[metric_lib.get(m, loss=loss) for m in (ms if isinstance(ms, (list, tuple))
+                                                        else [ms])]
+                for ms, loss in zip(per, losses)]
+    flat = list(metrics)
+    if len(names) > 1 and any(isinstance(m, metric_lib.Metric) for m in flat):
+        raise ValueError("compile: with several outputs, pass metric instances per output "
+                         "(a dict or a list of lists); a flat list may hold names only")
+    return [[metric_lib.get(m, loss=loss) for m in flat] for loss in losses]
+
+
+def metric_log_names(names: list[str], output_metrics: list[list[Any]]) -> list[tuple[str, Any]]:
+    """(log name, metric): ``accuracy``, or ``<output>_accuracy`` with several outputs; a
+    name taken already (two metrics named alike, or a loss key) gets ``_1``, ``_2``, ..."""
+    taken = {"loss"}
+    if len(names) > 1:
+        taken |= {f"{n}_loss" for n in names}
+    items = []
+    for i, ms in enumerate(output_metrics):
+        for m in ms:
+            base = m.name if len(names) == 1 else f"{names[i]}_{m.name}"
+            key, k = base, 0
+            while key in taken:
+                k += 1
+                key = f"{base}_{k}"
+            taken.add(key)
+            items.append((key, m))
+    return items
 
 
 def check_fit_inputs(model: Any, x: Any, y: Any, where: str = "fit") -> tuple[list[Any], list[Any]]:
@@ -198,6 +294,7 @@ def _check_targets(loss: Any, classes: int | None, y: Any, where: str = "fit") -
         return
     xp = backend.xp
     if y.ndim == 1 and not xp.isdtype(y.dtype, "real floating"):
+        y = class_indices(y)  # compare in int64: ``uint8 >= 300`` wraps in torch
         low, high = int(xp.min(y)), int(xp.max(y))
         if low < 0 or high >= classes:
             first = int(xp.nonzero((y < 0) | (y >= classes))[0][0])

@@ -47,9 +47,29 @@ def scratch_elements() -> int:
     return 1 << 20
 
 
-def one_hot(labels: Any, num_classes: int, dtype: Any = None) -> Any:
-    """(N,) integer labels -> (N, num_classes) rows of 0/1 in ``dtype``."""
+def class_indices(labels: Any) -> Any:
+    """Integer labels as int64 (int32 and int64 pass unchanged): comparisons with class
+    numbers must not happen in the labels' own dtype, where a uint8 label set with more
+    than 256 classes (or int8 with more than 128) would wrap around."""
     xp = backend.xp
+    if labels.dtype in (xp.int32, xp.int64):
+        return labels
+    if not xp.isdtype(labels.dtype, ("integral", "bool")):
+        raise TypeError(f"class labels must be integers, got dtype {labels.dtype}")
+    return xp.astype(labels, xp.int64)
+
+
+def one_hot(labels: Any, num_classes: int, dtype: Any = None) -> Any:
+    """(N,) integer labels -> (N, num_classes) rows of 0/1 in ``dtype``.
+
+    The comparison runs in int64 (int32 where the labels are int32 and the classes fit),
+    never in a narrow label dtype: ``arange(300, dtype=uint8)`` would wrap, so that class 3
+    would also mark column 259.
+    """
+    xp = backend.xp
+    labels = class_indices(labels)
+    if labels.dtype == xp.int32 and num_classes > 2**31 - 1:
+        labels = xp.astype(labels, xp.int64)
     classes = xp.arange(num_classes, dtype=labels.dtype)
     return xp.astype(labels[:, None] == classes, dtype or backend.default_dtype())
 

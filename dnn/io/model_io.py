@@ -17,9 +17,12 @@ What a model file holds (see :mod:`dnn.io.container` for the byte layout):
 
 Arrays are stored as NumPy arrays on the host, so a file saved from one
 backend loads on any other. Loading builds the model from the architecture
-(shared layers are one layer at several nodes again), re-ties tied parameters,
-then checks every array against the shape and dtype the built model expects.
-Format 1 files (Sequential, one loss) still load.
+(shared layers are one layer at several nodes again) within the memory the
+file's arrays can back (:mod:`dnn.io.building`), re-ties tied parameters, then
+checks every array against the shape and dtype the built model expects; the
+work is linear in the number of layers and arrays. Format 1 files (Sequential,
+one loss) still load. Saving checks the destination before encoding anything
+(:func:`dnn.io.files.check_destination`) and writes atomically.
 Resume: the generator state is attached to the loaded model, and
 ``fit(..., initial_epoch=k)`` with ``k > 0`` restores it before training (see
 ``Model.fit``); with the same backend the continued run is bitwise the
@@ -28,10 +31,8 @@ run that was never interrupted.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -39,31 +40,25 @@ import numpy as np
 from dnn import backend
 from dnn.backend import random
 from dnn.errors import SerializationError
+from dnn.io.building import build_model
 from dnn.io.container import Archive, fail, write_archive
-from dnn.io.sharing import load_state, restore_ties_and_flags, ties, unique_state
-from dnn.io.specs import (
-    SpecError,
-    decode_layer,
-    decode_loss,
-    decode_metric,
-    decode_optimizer,
-    encode_layer,
-    encode_loss,
-    encode_metric,
-    encode_optimizer,
-)
+from dnn.io.files import check_destination
+from dnn.io.sharing import load_state, ties, unique_state
+from dnn.io.specs import SpecError, encode_layer, encode_loss, encode_metric, encode_optimizer
 
 #: the model-file format this code writes; files with a larger version are refused
 FORMAT = "dnn"
 FORMAT_VERSION = 2
-#: config integers above max(file size, this) are refused before any layer is built
-_MAX_UNBACKED_INT = 2**24
 
 
 # ---------------------------------------------------------------------- saving
 def save_model(model: Any, path: str | os.PathLike) -> None:
     """Write ``model`` (architecture, weights, compile settings, optimizer state,
-    epoch counter, RNG state) to one file, atomically."""
+    epoch counter, RNG state) to one file, atomically.
+
+    The destination is checked before anything is encoded
+    (:func:`dnn.io.check_destination`); every OSError names ``path``."""
+    path = check_destination(path)
     meta = _header("model")
     try:
         meta["architecture"] = encode_layer(model)
@@ -98,7 +93,9 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
 
 
 def save_weights(model: Any, path: str | os.PathLike) -> None:
-    """Write only ``model.state_dict()`` (parameters and buffers), atomically."""
+    """Write only ``model.state_dict()`` (parameters and buffers), atomically (the
+    destination is checked first, as for :func:`save_model`)."""
+    path = check_destination(path)
     meta = _header("weights")
     try:
         meta["architecture"] = encode_layer(model)
@@ -140,26 +137,13 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Any:
         meta = ar.meta
         _check_header(ar, kinds=("model",))
         arch = _field(ar, meta, "architecture", dict)
-        _check_config_ints(ar, arch)
         dtype = _field(ar, meta, "dtype", str)
         if dtype not in ("float32", "float64"):
             raise fail(ar.path, f"metadata 'dtype' must be 'float32' or 'float64', got {dtype!r}")
         comp = meta.get("compile") if compile else None
         if comp is not None and not isinstance(comp, dict):
             raise fail(ar.path, f"metadata 'compile' must be an object or null, got {comp!r:.80}")
-        try:
-            with _default_dtype(dtype), _rng_untouched():
-                model = decode_layer(arch)
-                if not callable(getattr(model, "compile", None)):  # a model, not a bare layer
-                    raise SpecError(f"architecture: the top level must be a model (Sequential "
-                                    f"or Model), got {type(model).__name__}")
-                restore_ties_and_flags(ar, model)
-                if comp is not None:
-                    _compile(model, comp)
-        except SpecError as exc:
-            raise fail(ar.path, str(exc)) from exc
-        except RecursionError as exc:
-            raise fail(ar.path, "architecture is nested too deeply") from exc
+        model = build_model(ar, arch, dtype, comp)
         load_state(model, _read_state(ar, model, cast_floats=False))
         if comp is not None:
             _load_optimizer_state(ar, model)
@@ -186,30 +170,6 @@ def load_weights(model: Any, path: str | os.PathLike) -> None:
     with Archive(path) as ar:
         _check_header(ar, kinds=("model", "weights"))
         load_state(model, _read_state(ar, model, cast_floats=True))
-
-
-def _compile(model: Any, comp: dict[str, Any]) -> None:
-    """``model.compile`` from the file's compile settings (one loss, or one per output)."""
-    loss, metrics = comp.get("loss"), comp.get("metrics", [])
-    if not isinstance(metrics, list):
-        raise SpecError(f"compile.metrics must be a list, got {metrics!r:.80}")
-    if isinstance(loss, list):  # format 2: one loss and one metric list per output
-        losses = [decode_loss(v) for v in loss]
-        if not all(isinstance(ms, list) for ms in metrics) or len(metrics) != len(losses):
-            raise SpecError("compile.metrics must hold one list per output")
-        metrics = [[decode_metric(m) for m in ms] for ms in metrics]
-        weights = comp.get("loss_weights")
-        if (not isinstance(weights, list) or len(weights) != len(losses) or not all(
-                isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)):
-            raise SpecError(f"compile.loss_weights must be a list of {len(losses)} numbers, "
-                            f"got {weights!r:.80}")
-        single = len(losses) == 1
-        model.compile(loss=losses[0] if single else losses,
-                      optimizer=decode_optimizer(comp.get("optimizer")),
-                      metrics=metrics[0] if single else metrics, loss_weights=weights)
-    else:  # format 1
-        model.compile(loss=decode_loss(loss), optimizer=decode_optimizer(comp.get("optimizer")),
-                      metrics=[decode_metric(m) for m in metrics])
 
 
 def _check_header(ar: Archive, kinds: tuple[str, ...]) -> None:
@@ -245,53 +205,20 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_config_ints(ar: Archive, arch: Any) -> None:
-    """Refuse sizes no array in this file could back (a crafted Dense(10**9, 10**9))."""
-    limit = max(ar.size, _MAX_UNBACKED_INT)
-    stack: list[tuple[str, Any]] = [("architecture", arch)]
-    while stack:
-        where, value = stack.pop()
-        if isinstance(value, dict):
-            stack.extend((f"{where}.{k}", v) for k, v in value.items() if "seed" not in str(k))
-        elif isinstance(value, list):
-            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(value))
-        elif _is_int(value) and abs(value) > limit:
-            raise fail(ar.path, f"{where} = {value} is larger than anything this {ar.size}-byte "
-                                "file can hold; refusing to build the model")
-
-
-@contextlib.contextmanager
-def _default_dtype(name: str) -> Iterator[None]:
-    old = backend._default_dtype_name
-    backend.set_default_dtype(name)
-    try:
-        yield
-    finally:
-        backend.set_default_dtype(old)
-
-
-@contextlib.contextmanager
-def _rng_untouched() -> Iterator[None]:
-    """Building layers draws initial weights that the file then overwrites; put the
-    generator back so that loading a model does not shift anyone's random stream."""
-    state = random.get_state()
-    try:
-        yield
-    finally:
-        random.set_state(state)
-
-
 def _np_dtype(dtype: Any) -> np.dtype:
     """The NumPy dtype matching a backend dtype (numpy, torch, array_api_strict, cupy)."""
     return np.dtype(str(dtype).rsplit(".", 1)[-1].strip("'>"))
 
 
-def _layer_label(model: Any, key: str) -> str:
-    head, _, rest = key.partition(".")
-    children = dict(model.named_children())
-    if head in children and rest:
-        return f"{children[head].describe()} {rest}"
-    return key
+def _layer_labels(model: Any) -> Any:
+    """``label(key)``: how errors name the layer of state key ``key`` (``"layer 2 (Dense)
+    weight"``); the children are looked up once, not once per key."""
+    children = {name: child.describe() for name, child in model.named_children()}
+
+    def label(key: str) -> str:
+        head, _, rest = key.partition(".")
+        return f"{children[head]} {rest}" if head in children and rest else key
+    return label
 
 
 def _read_state(ar: Archive, model: Any, cast_floats: bool) -> dict[str, np.ndarray]:
@@ -299,19 +226,21 @@ def _read_state(ar: Archive, model: Any, cast_floats: bool) -> dict[str, np.ndar
     expected = {f"state/{k}": v for k, v in unique_state(model).items()}
     present = {n for n in ar.names if n.startswith("state/")}
     if missing := set(expected) - present:
+        label = _layer_labels(model)
         raise fail(ar.path, "arrays missing for the architecture: " + _listing(
-            missing, lambda n: f"{n} ({_layer_label(model, n[6:])})"))
+            missing, lambda n: f"{n} ({label(n[6:])})"))
     if unexpected := present - set(expected):
         raise fail(ar.path, f"arrays the architecture has no place for: {_listing(unexpected)}")
+    label = _layer_labels(model)
     state: dict[str, np.ndarray] = {}
     for name, current in expected.items():
         key = name[len("state/"):]
         want = _np_dtype(current.dtype)
         arr = ar.array(name, shape=tuple(current.shape), dtype=None if cast_floats else want,
-                       label=_layer_label(model, key))
+                       label=label(key))
         if arr.dtype != want:
             if not (cast_floats and arr.dtype.kind == "f" and want.kind == "f"):
-                raise fail(ar.path, f"array {name!r} ({_layer_label(model, key)}) has dtype "
+                raise fail(ar.path, f"array {name!r} ({label(key)}) has dtype "
                                     f"{arr.dtype}, expected {want}")
             arr = arr.astype(want)
         state[key] = arr

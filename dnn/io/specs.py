@@ -195,7 +195,9 @@ def decode_layer(spec: Any, where: str = "architecture") -> Layer:
     try:
         from_config = getattr(cls, "from_config", None)
         layer = from_config(kwargs) if callable(from_config) else cls(**kwargs)
-    except SerializationError:
+    except SerializationError as exc:
+        if getattr(exc, "unlocated", False):  # refused while building this very layer: say where
+            exc.args, exc.unlocated = (f"{where} ({name}): {exc}",), False
         raise
     except Exception as exc:  # TypeError (unknown argument), ValueError (bad value), ...
         raise SpecError(f"{where}: cannot build {name} from config {_short(config)} "

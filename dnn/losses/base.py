@@ -22,6 +22,10 @@ class Loss:
     """Subclasses implement ``forward`` (returns the mean loss, caches what
     ``gradient`` needs) and ``gradient`` (returns dL/dy_pred of the mean)."""
 
+    #: whether ``y_pred`` is read as logits (raw scores): metrics that threshold binary
+    #: outputs (``"binary_accuracy"``) then use 0 instead of 0.5
+    from_logits = False
+
     def __call__(self, y_pred: Any, y_true: Any) -> Any:
         y_true = backend.asarray(y_true) if not backend.is_array(y_true) else y_true
         return self.forward(y_pred, y_true)
@@ -43,6 +47,12 @@ class Loss:
 
     def gradient(self) -> Any:
         raise NotImplementedError
+
+    def check_predictions(self, y_pred: Any) -> None:
+        """Raise ``ValueError`` when ``y_pred`` cannot be what this loss reads (e.g. logits
+        given to a loss on probabilities). ``fit`` and ``evaluate`` call it on the model's
+        output for the first batch of each call only (it may read the device); the base
+        class accepts everything."""
 
     def get_config(self) -> dict[str, Any]:
         return {}

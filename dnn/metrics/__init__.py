@@ -11,7 +11,8 @@ Classification metrics read class predictions from the model output:
 - (N, C) scores with C > 1 (probabilities or logits): the argmax class; the
   targets are (N,) class indices or (N, C) one-hot rows;
 - (N,) or (N, 1) outputs (binary): class 1 where ``y_pred > threshold``
-  (0.5 for probabilities, 0 for logits); targets are 0/1.
+  (0.5 for probabilities, 0 for logits: the default threshold follows the compiled
+  loss's ``from_logits``); targets are 0/1.
 
 Precision, recall and F1 come from a C×C confusion matrix accumulated per
 batch as ``one_hot(true)ᵀ @ one_hot(pred)`` (entry [i, j] counts samples of
@@ -45,16 +46,22 @@ from dnn.metrics.regression import (
 MAE, RMSE, MSE, R2 = MeanAbsoluteError, RootMeanSquaredError, MeanSquaredError, R2Score
 
 
-def get(metric: str | Metric, **kwargs: Any) -> Metric:
+def get(metric: str | Metric, *, loss: Any = None, **kwargs: Any) -> Metric:
     """A metric by name (``"accuracy"``, ``"f1"``, ``"top_k_accuracy"``) or the metric itself.
 
-    A metric class works too (``get(dnn.metrics.F1, average="weighted")``).
+    A metric class works too (``get(dnn.metrics.F1, average="weighted")``). ``loss``
+    (``compile`` passes the loss of the output the metric watches) lets the metric
+    adapt: a binary threshold left at its default becomes 0 for a loss on logits.
     """
     if isinstance(metric, Metric):
-        return metric
-    if inspect.isclass(metric) and issubclass(metric, Metric):
-        return metric(**kwargs)
-    return METRICS.get(metric)(**kwargs)
+        instance = metric
+    elif inspect.isclass(metric) and issubclass(metric, Metric):
+        instance = metric(**kwargs)
+    else:
+        instance = METRICS.get(metric)(**kwargs)
+    if loss is not None:
+        instance.compiled_with(loss)
+    return instance
 
 
 __all__ = [

@@ -36,6 +36,11 @@ class Metric:
     def result(self) -> float:
         return float(self.total) / max(int(self.count), 1)
 
+    def compiled_with(self, loss: Any) -> None:
+        """Called by ``compile`` (through :func:`dnn.metrics.get`) with the loss of the output
+        this metric watches, so a metric can adapt to it (a binary threshold of 0 for a loss
+        on logits); the base class ignores it."""
+
     def __call__(self, y_pred: Any, y_true: Any) -> Any:
         """The metric on one pair of arrays alone (reset, update, result)."""
         self.reset()
@@ -50,27 +55,60 @@ def _as_array(x: Any) -> Any:
     return x if backend.is_array(x) else backend.asarray(x)
 
 
+class Thresholded:
+    """Mixin for metrics that threshold binary outputs: ``threshold=None`` (the default)
+    means 0.5 for probabilities, or 0 once compiled with a loss on logits
+    (``SigmoidBinaryCrossentropy``, ``BinaryCrossentropy(from_logits=True)``); a number
+    given explicitly is kept whatever the loss."""
+
+    threshold: float
+
+    def _set_threshold(self, threshold: float | None) -> None:
+        self._auto_threshold = threshold is None
+        self.threshold = 0.5 if threshold is None else float(threshold)
+
+    def compiled_with(self, loss: Any) -> None:
+        if self._auto_threshold:
+            self.threshold = 0.0 if getattr(loss, "from_logits", False) else 0.5
+
+
+def true_classes(y_true: Any, n: int, classes: int, who: str) -> Any:
+    """The true class of each of n samples as an int64 (N,) vector, from (N,) or (N, 1)
+    class indices or (N, classes) one-hot rows."""
+    xp = backend.xp
+    if tuple(y_true.shape) == (n, classes):
+        return xp.astype(xp.argmax(y_true, axis=1), xp.int64)
+    if tuple(y_true.shape) in ((n,), (n, 1)):
+        if xp.isdtype(y_true.dtype, "real floating"):  # integral floats from a float array
+            return xp.astype(xp.round(xp.reshape(y_true, (-1,))), xp.int64)
+        return xp.astype(xp.reshape(y_true, (-1,)), xp.int64)
+    raise ValueError(
+        f"{who}: targets for ({n}, {classes}) scores must be ({n},) class indices or "
+        f"({n}, {classes}) one-hot rows, got shape {tuple(y_true.shape)}"
+    )
+
+
+def binary_truth(y_true: Any) -> Any:
+    """0/1 (or boolean, or probability) targets as a boolean (N,) vector: y > 0.5 for
+    floats, y > 0 for integers (comparing an integer array with 0.5 is not portable)."""
+    xp = backend.xp
+    flat = xp.reshape(y_true, (-1,))
+    if xp.isdtype(flat.dtype, "bool"):
+        return flat
+    return flat > (0.5 if xp.isdtype(flat.dtype, "real floating") else 0)
+
+
 def _class_labels(y_pred: Any, y_true: Any, threshold: float) -> tuple[Any, Any, int]:
     """(predicted class, true class, number of classes) as int64 device vectors."""
     xp = backend.xp
     if y_pred.ndim == 2 and y_pred.shape[1] > 1:
         classes = int(y_pred.shape[1])
         predicted = xp.astype(xp.argmax(y_pred, axis=1), xp.int64)
-        if y_true.ndim == 2 and y_true.shape[1] == classes:
-            true = xp.astype(xp.argmax(y_true, axis=1), xp.int64)
-        elif y_true.ndim == 1 or (y_true.ndim == 2 and y_true.shape[1] == 1):
-            true = xp.astype(xp.reshape(y_true, (-1,)), xp.int64)
-        else:
-            raise ValueError(
-                f"metric: targets for ({y_pred.shape[0]}, {classes}) scores must be (N,) class "
-                f"indices or (N, {classes}) one-hot rows, got shape {tuple(y_true.shape)}"
-            )
-        return predicted, true, classes
+        return predicted, true_classes(y_true, int(y_pred.shape[0]), classes, "metric"), classes
     if y_pred.ndim > 2 or (y_pred.ndim == 2 and y_pred.shape[1] != 1):
         raise ValueError(f"metric: expected (N, C), (N, 1) or (N,) predictions, got {tuple(y_pred.shape)}")
     predicted = xp.astype(xp.reshape(y_pred > threshold, (-1,)), xp.int64)
-    true = xp.astype(xp.reshape(y_true, (-1,)) > 0.5, xp.int64)
-    return predicted, true, 2
+    return predicted, xp.astype(binary_truth(y_true), xp.int64), 2
 
 
 def _safe_divide(num: Any, den: Any) -> Any:

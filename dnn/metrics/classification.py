@@ -12,35 +12,43 @@ from typing import Any
 
 from dnn import backend
 from dnn.backend import ops
-from dnn.metrics.base import Metric, _class_labels, _safe_divide, register
+from dnn.metrics.base import (
+    Metric,
+    Thresholded,
+    _class_labels,
+    _safe_divide,
+    binary_truth,
+    register,
+    true_classes,
+)
 
 
 @register("accuracy", aliases=("acc", "categorical_accuracy", "sparse_categorical_accuracy"))
-class Accuracy(Metric):
+class Accuracy(Thresholded, Metric):
     """Fraction of correct predictions.
 
-    - (N, C) predictions with (N,) class indices or (N, C) one-hot targets:
-      argmax over classes;
-    - (N,) or (N, 1) predictions (binary): y_pred > threshold compared with y_true
-      (use threshold 0 for logits, 0.5 for probabilities).
+    - (N, C) predictions with (N,) or (N, 1) class indices or (N, C) one-hot
+      targets: argmax over classes;
+    - (N,) or (N, 1) predictions (binary): y_pred > threshold compared with y_true.
+      ``threshold=None`` is 0.5 (probabilities), or 0 when compiled with a loss on
+      logits (``SigmoidBinaryCrossentropy``, ``from_logits=True``).
     """
 
     name = "accuracy"
 
-    def __init__(self, threshold: float = 0.5) -> None:
-        self.threshold = threshold
+    def __init__(self, threshold: float | None = None) -> None:
+        self._set_threshold(threshold)
         super().__init__()
 
     def update(self, y_pred: Any, y_true: Any) -> None:
         xp = backend.xp
         if y_pred.ndim == 2 and y_pred.shape[1] > 1:
-            predicted = xp.argmax(y_pred, axis=1)
-            if y_true.ndim == 2:
-                y_true = xp.argmax(y_true, axis=1)
-            correct = predicted == xp.astype(y_true, predicted.dtype)
+            predicted = xp.astype(xp.argmax(y_pred, axis=1), xp.int64)
+            correct = predicted == true_classes(y_true, int(y_pred.shape[0]),
+                                                int(y_pred.shape[1]), type(self).__name__)
         else:
             predicted = xp.reshape(y_pred > self.threshold, (-1,))
-            correct = predicted == (xp.reshape(y_true, (-1,)) > 0.5)
+            correct = predicted == binary_truth(y_true)
         self.total = self.total + xp.sum(xp.astype(correct, xp.int64))
         self.count += int(correct.shape[0])
 
@@ -71,47 +79,94 @@ class TopKAccuracy(Metric):
         xp = backend.xp
         if y_pred.ndim != 2:
             raise ValueError(f"TopKAccuracy: expected (N, C) scores, got shape {tuple(y_pred.shape)}")
-        if y_true.ndim == 2:
-            y_true = xp.argmax(y_true, axis=1)
-        true_score = ops.take_along_last(y_pred, xp.astype(y_true, xp.int64))
+        y_true = true_classes(y_true, int(y_pred.shape[0]), int(y_pred.shape[1]), "TopKAccuracy")
+        true_score = ops.take_along_last(y_pred, y_true)
         higher = xp.sum(xp.astype(y_pred > true_score[:, None], xp.int64), axis=1)
         self.total = self.total + xp.sum(xp.astype(higher < self.k, xp.int64))
         self.count += int(y_pred.shape[0])
 
 
 @register("confusion_matrix")
-class ConfusionMatrix(Metric):
+class ConfusionMatrix(Thresholded, Metric):
     """The C×C matrix of counts: entry [i, j] = samples of true class i predicted as j.
 
     ``result()`` returns it as a NumPy int64 array (not a scalar, so ``fit``
-    leaves it out of the epoch logs; ``evaluate`` returns it).
+    leaves it out of the epoch logs; ``evaluate`` returns it). ``num_classes``
+    (default: the model's number of outputs, 2 for a binary output) fixes C; a
+    prediction or label outside [0, C) is counted on the device as it arrives and
+    makes ``result()`` raise (no host read per batch), rather than silently leaving
+    that sample out of the matrix.
     """
 
     name = "confusion_matrix"
     scalar = False
 
-    def __init__(self, num_classes: int | None = None, threshold: float = 0.5) -> None:
-        self.num_classes, self.threshold = num_classes, threshold
+    def __init__(self, num_classes: int | None = None, threshold: float | None = None) -> None:
+        if num_classes is not None and (not isinstance(num_classes, int)
+                                        or isinstance(num_classes, bool) or num_classes < 1):
+            raise ValueError(f"{type(self).__name__}: num_classes must be an int >= 1 or None, "
+                             f"got {num_classes!r}")
+        self.num_classes = num_classes
+        self._set_threshold(threshold)
         super().__init__()
 
     def reset(self) -> None:
         super().reset()
         self.matrix: Any = None
+        #: device scalars: samples whose label or prediction fell outside [0, C), and the
+        #: smallest and largest class seen (for the message)
+        self._outside: Any = 0
+        self._low: Any = None
+        self._high: Any = None
 
     def update(self, y_pred: Any, y_true: Any) -> None:
         xp = backend.xp
         predicted, true, classes = _class_labels(y_pred, y_true, self.threshold)
-        classes = self.num_classes or classes
+        if self.num_classes is not None:
+            if y_pred.ndim == 2 and y_pred.shape[1] > self.num_classes:
+                raise ValueError(
+                    f"{type(self).__name__}(num_classes={self.num_classes}): got predictions "
+                    f"for {y_pred.shape[1]} classes (shape {tuple(y_pred.shape)}); pass "
+                    f"num_classes={y_pred.shape[1]} or leave it out (None: the model's outputs)")
+            classes = self.num_classes
+        self._track_range(predicted, true, classes)
         dtype = backend.default_dtype()
         # counts per batch are exact in float (< 2**24); accumulate as int64
         batch = ops.one_hot(true, classes, dtype).T @ ops.one_hot(predicted, classes, dtype)
         batch = xp.astype(xp.round(batch), xp.int64)
         self.matrix = batch if self.matrix is None else self.matrix + batch
+        self.classes = classes
         self.count += int(predicted.shape[0])
+
+    def _track_range(self, predicted: Any, true: Any, classes: int) -> None:
+        """Device-side count of samples outside [0, classes) (checked in ``result``)."""
+        xp = backend.xp
+        both = xp.concat([true, predicted])
+        outside = (true < 0) | (true >= classes) | (predicted < 0) | (predicted >= classes)
+        self._outside = self._outside + xp.sum(xp.astype(outside, xp.int64))
+        low, high = xp.min(both), xp.max(both)
+        self._low = low if self._low is None else xp.minimum(self._low, low)
+        self._high = high if self._high is None else xp.maximum(self._high, high)
+
+    def _check_range(self) -> None:
+        """One host read per ``result()``: refuse counts that left samples out."""
+        if self.matrix is None:
+            return
+        outside, low, high = (int(v) for v in backend.to_numpy(
+            backend.xp.stack([self._outside, self._low, self._high])))
+        if outside:
+            raise ValueError(
+                f"{type(self).__name__}: {outside} of {self.count} samples have a label or a "
+                f"prediction outside [0, {self.classes}) (classes seen: {low} to {high}) and "
+                f"would be left out of the {self.classes}x{self.classes} matrix; "
+                + (f"pass num_classes={high + 1} or leave it out (None: the model's outputs)"
+                   if self.num_classes is not None and low >= 0 else
+                   "check the labels (class indices must be in [0, classes))"))
 
     def result(self) -> Any:
         if self.matrix is None:
             raise RuntimeError("ConfusionMatrix.result(): no data yet (call update first)")
+        self._check_range()
         return backend.to_numpy(self.matrix)
 
 
@@ -132,7 +187,7 @@ class _FromConfusion(ConfusionMatrix):
     _binary = False
 
     def __init__(self, average: str | None = None, num_classes: int | None = None,
-                 threshold: float = 0.5) -> None:
+                 threshold: float | None = None) -> None:
         if average not in (None, "macro", "micro", "weighted", "binary"):
             raise ValueError(
                 f"{type(self).__name__}: average must be 'macro', 'micro', 'weighted' or 'binary', "
@@ -149,6 +204,7 @@ class _FromConfusion(ConfusionMatrix):
     def result(self) -> float:
         if self.matrix is None:
             return 0.0
+        self._check_range()
         xp = backend.xp
         cm = xp.astype(self.matrix, xp.float64)
         tp = xp.sum(cm * xp.eye(cm.shape[0], dtype=cm.dtype), axis=1)

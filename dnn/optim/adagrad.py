@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from dnn import backend
-from dnn.optim.base import Optimizer, register
+from dnn.optim.base import Optimizer, check_number, register
 
 
 @register
@@ -18,7 +18,9 @@ class Adagrad(Optimizer):
     def __init__(self, lr: Any = 0.01, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  eps: float = 1e-10, **kwargs: Any) -> None:
         super().__init__(lr, weight_decay, **kwargs)
-        self.lr_decay, self.eps = float(lr_decay), float(eps)
+        name = type(self).__name__
+        self.lr_decay = check_number(name, "lr_decay", lr_decay, 0.0)
+        self.eps = check_number(name, "eps", eps, 0.0)
 
     def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
         if self.weight_decay:

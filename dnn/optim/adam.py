@@ -15,7 +15,7 @@ from typing import Any
 
 from dnn import backend
 from dnn.backend import ops
-from dnn.optim.base import Optimizer, register
+from dnn.optim.base import Optimizer, check_number, register
 
 
 @register
@@ -25,10 +25,13 @@ class Adam(Optimizer):
     def __init__(self, lr: Any = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, **kwargs: Any) -> None:
         super().__init__(lr, weight_decay, **kwargs)
-        for beta in betas:
-            if not 0.0 <= beta < 1.0:
-                raise ValueError(f"{type(self).__name__}: betas must be in [0, 1), got {betas!r}")
-        self.betas, self.eps = (float(betas[0]), float(betas[1])), float(eps)
+        name = type(self).__name__
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise ValueError(f"{name}: betas must be a pair (beta1, beta2), each in [0, 1), "
+                             f"got {betas!r}")
+        beta1 = check_number(name, "betas[0]", betas[0], 0.0, 1.0, high_open=True)
+        beta2 = check_number(name, "betas[1]", betas[1], 0.0, 1.0, high_open=True)
+        self.betas, self.eps = (beta1, beta2), check_number(name, "eps", eps, 0.0)
 
     def _moments(self, grad: Any, state: dict[str, Any]) -> tuple[Any, Any]:
         beta1, beta2 = self.betas
@@ -91,7 +94,8 @@ class NAdam(Adam):
                  eps: float = 1e-8, weight_decay: float = 0.0,
                  momentum_decay: float = 4e-3, **kwargs: Any) -> None:
         super().__init__(lr, betas, eps, weight_decay, **kwargs)
-        self.momentum_decay = float(momentum_decay)
+        self.momentum_decay = check_number(type(self).__name__, "momentum_decay",
+                                           momentum_decay, 0.0)
         self._mu_product = (0, 1.0)  # (t, Π_t), advanced step by step
 
     def _mu(self, t: int) -> float:

@@ -15,6 +15,8 @@ Clipping, the learning-rate schedule and ``iterations`` see updates, not calls.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +37,38 @@ def register(cls: type[Optimizer]) -> type[Optimizer]:
     return OPTIMIZERS.register(cls)
 
 
+def check_number(owner: str, arg: str, value: Any, low: float | None = None,
+                 high: float | None = None, *, low_open: bool = False,
+                 high_open: bool = False) -> float:
+    """``value`` as a float if it is a finite real number within the bounds (open or
+    closed), else a ``ValueError`` that names ``owner``, ``arg``, the rule and the value."""
+    if low is not None and high is not None:
+        rule = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        rule = f"a finite number {'>' if low_open else '>='} {low:g}"
+    else:
+        rule = "a finite number"
+    number = None
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        number = float(value)
+    ok = number is not None and math.isfinite(number) and (
+        low is None or (number > low if low_open else number >= low)) and (
+        high is None or (number < high if high_open else number <= high))
+    if not ok:
+        raise ValueError(f"{owner}: {arg} must be {rule}, got {value!r}")
+    return number  # type: ignore[return-value]
+
+
+def check_count(owner: str, arg: str, value: Any, low: int) -> int:
+    """``value`` as an int if it is a whole number >= ``low`` (an int, a NumPy integer or
+    an integral float such as 1000.0), else a ``ValueError`` naming ``owner`` and ``arg``."""
+    whole = isinstance(value, numbers.Integral) or (
+        isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not whole or value < low:
+        raise ValueError(f"{owner}: {arg} must be a whole number >= {low}, got {value!r}")
+    return int(value)
+
+
 class Optimizer:
     #: names of the per-element state arrays the update rule keeps
     state_names: tuple[str, ...] = ()
@@ -51,19 +85,19 @@ class Optimizer:
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"{type(self).__name__}: gradient_accumulation_steps must be an "
                              f"int >= 1, got {k!r}")
-        if not callable(lr) and not float(lr) > 0:
-            raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr!r}")
-        if weight_decay < 0:
-            raise ValueError(f"{type(self).__name__}: weight_decay must be >= 0, got {weight_decay!r}")
+        name = type(self).__name__
+        if not callable(lr):
+            lr = check_number(name, "lr", lr, 0.0, low_open=True)
+        weight_decay = check_number(name, "weight_decay", weight_decay, 0.0)
         for arg, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue)):
-            if value is not None and not value > 0:
-                raise ValueError(f"{type(self).__name__}: {arg} must be > 0, got {value!r}")
-        self.schedule: Schedule | None = lr if callable(lr) else None
-        self.lr = float(self.schedule(0) if self.schedule else lr)
-        self.weight_decay = float(weight_decay)
-        self.clipnorm, self.clipvalue = clipnorm, clipvalue
+            if value is not None:
+                check_number(name, arg, value, 0.0, low_open=True)
         #: number of steps taken so far (t in the formulas is iterations after the step)
         self.iterations = 0
+        self.schedule: Schedule | None = lr if callable(lr) else None
+        self.lr = self._checked_lr(self.schedule(0)) if self.schedule else lr
+        self.weight_decay = weight_decay
+        self.clipnorm, self.clipvalue = clipnorm, clipvalue
         self.gradient_accumulation_steps = k
         self._states: dict[int, dict[str, Any]] = {}
         self._accumulated = 0  # calls of step since the last update
@@ -75,12 +109,33 @@ class Optimizer:
         if self.gradient_accumulation_steps > 1 and not self._accumulate(groups):
             return
         if self.schedule is not None:
-            self.lr = float(self.schedule(self.iterations))
+            self.lr = self._checked_lr(self.schedule(self.iterations))
+        elif not (self.lr >= 0.0 and self.lr != math.inf):  # set by hand or a callback
+            self._checked_lr(self.lr)
         self.iterations += 1
         if self.clipvalue is not None or self.clipnorm is not None:
             self._clip([g.grad for g in groups])
         for group in groups:
             self.update(group.data, group.grad, self._state(group))
+
+    def _checked_lr(self, lr: Any) -> float:
+        """The learning rate of the next update (from the schedule, a callback or set by
+        hand): a finite number >= 0. Zero is allowed (a warm-up starting at 0, a cosine
+        decay ending at 0); a negative rate would climb the loss and NaN/inf would
+        destroy every weight, so they stop training here, before the update."""
+        try:
+            value = float(lr)
+        except (TypeError, ValueError):
+            value = math.nan
+        if value >= 0.0 and value != math.inf:
+            return value
+        source = (f"the schedule {self.schedule!r} returned" if self.schedule is not None
+                  else "the optimizer's lr (set by hand or by a callback) is")
+        raise ValueError(
+            f"{type(self).__name__}: {source} lr={lr!r} for step {self.iterations + 1}; a "
+            "learning rate must be a finite number >= 0 (a negative one makes gradient "
+            "ascent): check the schedule's arguments (e.g. a positive initial lr, min_lr >= 0)"
+        )
 
     def _accumulate(self, groups: list[FlatGroup]) -> bool:
         """Add the gradients to each group's accumulator; on the k-th call put their mean
@@ -179,10 +234,13 @@ class Optimizer:
         self.iterations = int(state["iterations"])
         self.lr = float(state["lr"])
         arrays = state["arrays"]
+        index: dict[int, int] = {}
+        for k, q in enumerate(params):
+            index.setdefault(id(q), k)  # a shared parameter is named by its first index
         for group in flat_groups(params):
             flat_state = self._state(group)
             for j, p in enumerate(group.params):
-                i = next(k for k, q in enumerate(params) if q is p)
+                i = index[id(p)]
                 for name in self.state_names:
                     key = f"{i}.{name}"
                     if key in arrays:

@@ -24,6 +24,7 @@ from typing import Any
 
 from dnn import backend, losses
 from dnn.backend import random
+from dnn.optim.base import check_number
 from dnn.parameter import flat_groups
 
 
@@ -49,11 +50,12 @@ class RandomSearch:
 
     def __init__(self, scale: float = 0.05, iterations: int = 10_000,
                  init_scale: float | None = None) -> None:
-        if not scale > 0:
-            raise ValueError(f"RandomSearch: scale must be > 0, got {scale!r}")
+        scale = check_number("RandomSearch", "scale", scale, 0.0, low_open=True)
         if not isinstance(iterations, int) or iterations < 1:
             raise ValueError(f"RandomSearch: iterations must be an int >= 1, got {iterations!r}")
-        self.scale, self.iterations, self.init_scale = float(scale), iterations, init_scale
+        if init_scale is not None:
+            init_scale = check_number("RandomSearch", "init_scale", init_scale, 0.0, low_open=True)
+        self.scale, self.iterations, self.init_scale = scale, iterations, init_scale
 
     def minimize(self, model: Any, loss: str | losses.Loss | None, x: Any, y: Any,
                  iterations: int | None = None) -> RandomSearchResult:

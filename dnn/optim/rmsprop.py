@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from dnn import backend
-from dnn.optim.base import Optimizer, register
+from dnn.optim.base import Optimizer, check_number, register
 
 
 @register
@@ -17,7 +17,10 @@ class RMSprop(Optimizer):
     def __init__(self, lr: Any = 0.01, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, **kwargs: Any) -> None:
         super().__init__(lr, weight_decay, **kwargs)
-        self.alpha, self.eps, self.momentum = float(alpha), float(eps), float(momentum)
+        name = type(self).__name__
+        self.alpha = check_number(name, "alpha", alpha, 0.0, 1.0)
+        self.eps = check_number(name, "eps", eps, 0.0)
+        self.momentum = check_number(name, "momentum", momentum, 0.0, 1.0)
         self.state_names = ("square_avg", "momentum_buffer") if momentum else ("square_avg",)
 
     def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:

@@ -3,6 +3,11 @@
 Pass one as ``lr`` to any optimizer; it is evaluated before every step. The
 schedules a model file can store are those registered in :data:`SCHEDULES`
 (decorate a subclass with :func:`register` to make it one).
+
+Every constructor checks its arguments (a finite initial lr > 0, whole step
+counts >= 1, decay factors > 0, ...), so a schedule never yields a negative
+or NaN rate nor divides by zero; the optimizer also refuses a non-finite or
+negative rate from any callable at step time.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from dnn.optim.base import check_count, check_number
 from dnn.registry import Registry
 
 #: schedule class name -> class; the only way a model file can name a schedule
@@ -39,7 +45,8 @@ class InverseTimeDecay(Schedule):
     """lr_t = lr / (1 + decay·t) — the NNFS book's decay."""
 
     def __init__(self, lr: float, decay: float) -> None:
-        self.lr, self.decay = float(lr), float(decay)
+        self.lr = _initial_lr(self, lr)
+        self.decay = check_number(type(self).__name__, "decay", decay, 0.0)
 
     def __call__(self, step: int) -> float:
         return self.lr / (1.0 + self.decay * step)
@@ -50,7 +57,10 @@ class StepDecay(Schedule):
     """lr_t = lr · γ^⌊t / step_size⌋ (torch's StepLR, counted in steps)."""
 
     def __init__(self, lr: float, step_size: int, gamma: float = 0.1) -> None:
-        self.lr, self.step_size, self.gamma = float(lr), int(step_size), float(gamma)
+        name = type(self).__name__
+        self.lr = _initial_lr(self, lr)
+        self.step_size = check_count(name, "step_size", step_size, 1)
+        self.gamma = check_number(name, "gamma", gamma, 0.0, low_open=True)
 
     def __call__(self, step: int) -> float:
         return self.lr * self.gamma ** (step // self.step_size)
@@ -61,7 +71,10 @@ class ExponentialDecay(Schedule):
     """lr_t = lr · γ^(t / decay_steps)."""
 
     def __init__(self, lr: float, gamma: float, decay_steps: int = 1) -> None:
-        self.lr, self.gamma, self.decay_steps = float(lr), float(gamma), int(decay_steps)
+        name = type(self).__name__
+        self.lr = _initial_lr(self, lr)
+        self.gamma = check_number(name, "gamma", gamma, 0.0, low_open=True)
+        self.decay_steps = check_count(name, "decay_steps", decay_steps, 1)
 
     def __call__(self, step: int) -> float:
         return self.lr * self.gamma ** (step / self.decay_steps)
@@ -72,7 +85,10 @@ class CosineDecay(Schedule):
     """lr_t = min_lr + ½·(lr − min_lr)·(1 + cos(π·min(t, T)/T))."""
 
     def __init__(self, lr: float, total_steps: int, min_lr: float = 0.0) -> None:
-        self.lr, self.total_steps, self.min_lr = float(lr), int(total_steps), float(min_lr)
+        name = type(self).__name__
+        self.lr = _initial_lr(self, lr)
+        self.total_steps = check_count(name, "total_steps", total_steps, 1)
+        self.min_lr = check_number(name, "min_lr", min_lr, 0.0, self.lr)
 
     def __call__(self, step: int) -> float:
         progress = min(step, self.total_steps) / self.total_steps
@@ -86,10 +102,17 @@ class LinearWarmup(Schedule):
 
     def __init__(self, after: Callable[[int], float] | float, warmup_steps: int,
                  start_factor: float = 0.0) -> None:
-        self.after, self.warmup_steps, self.start_factor = after, int(warmup_steps), float(start_factor)
+        name = type(self).__name__
+        self.after = after if callable(after) else _initial_lr(self, after, "after")
+        self.warmup_steps = check_count(name, "warmup_steps", warmup_steps, 0)
+        self.start_factor = check_number(name, "start_factor", start_factor, 0.0, 1.0)
 
     def __call__(self, step: int) -> float:
         target = self.after(step) if callable(self.after) else float(self.after)
         if step >= self.warmup_steps:
             return target
         return target * (self.start_factor + (1.0 - self.start_factor) * step / self.warmup_steps)
+
+
+def _initial_lr(schedule: Schedule, lr: float, arg: str = "lr") -> float:
+    return check_number(type(schedule).__name__, arg, lr, 0.0, low_open=True)

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from dnn import backend, losses
+from dnn.optim.base import check_number
 from dnn.parameter import flat_groups
 from dnn.training import batches
 
@@ -63,6 +64,11 @@ class ScipyOptimizer:
                  options: dict[str, Any] | None = None, batch_size: int | None = None) -> None:
         if not isinstance(maxiter, int) or maxiter < 1:
             raise ValueError(f"ScipyOptimizer: maxiter must be an int >= 1, got {maxiter!r}")
+        if tol is not None:
+            tol = check_number("ScipyOptimizer", "tol", tol, 0.0)
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"ScipyOptimizer: batch_size must be an int >= 1 or None, "
+                             f"got {batch_size!r}")
         self.method, self.maxiter, self.tol = method, maxiter, tol
         self.options = dict(options or {})
         self.batch_size = batch_size

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from dnn.backend import ops
-from dnn.optim.base import Optimizer, register
+from dnn.optim.base import Optimizer, check_number, register
 
 
 @register
@@ -19,9 +19,15 @@ class SGD(Optimizer):
         weight_decay: float = 0.0, dampening: float = 0.0, **kwargs: Any,
     ) -> None:
         super().__init__(lr, weight_decay, **kwargs)
+        name = type(self).__name__
+        momentum = check_number(name, "momentum", momentum, 0.0, 1.0)
+        dampening = check_number(name, "dampening", dampening, 0.0, 1.0)
+        if not isinstance(nesterov, bool):
+            raise ValueError(f"{name}: nesterov must be True or False, got {nesterov!r}")
         if nesterov and (momentum <= 0 or dampening != 0):
-            raise ValueError("SGD: nesterov needs momentum > 0 and dampening = 0")
-        self.momentum, self.nesterov, self.dampening = float(momentum), nesterov, float(dampening)
+            raise ValueError(f"{name}: nesterov needs momentum > 0 and dampening = 0, got "
+                             f"momentum={momentum!r}, dampening={dampening!r}")
+        self.momentum, self.nesterov, self.dampening = momentum, nesterov, dampening
         self.state_names = ("momentum_buffer",) if momentum else ()
 
     def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
