@@ -111,6 +111,14 @@ class Trainer:
     def metrics(self, metrics: Sequence[Any]) -> None:
         self.output_metrics = compile_metrics(list(metrics), self.output_names, self.losses)
 
+    def _log_keys(self, validation: bool) -> list[str]:
+        """The keys of the epoch logs ``fit`` will produce (callbacks check against them)."""
+        keys = ["loss"]
+        if len(self.losses) > 1:
+            keys += [f"{name}_loss" for name in self.output_names]
+        keys += [name for name, m in self._metric_items() if m.scalar]
+        return keys + ([f"val_{k}" for k in keys] if validation else [])
+
     def _metric_items(self) -> list[tuple[str, metric_lib.Metric]]:
         """(log name, metric): ``accuracy``, or ``<output>_accuracy`` with several outputs;
         metrics named alike get distinct keys (``accuracy``, ``accuracy_1``)."""
@@ -232,7 +240,8 @@ class Trainer:
         for cb in callbacks:
             cb.set_model(self)
             cb.set_params({"epochs": epochs, "steps": steps, "verbose": verbose,
-                           "log_every": log_every})
+                           "log_every": log_every,
+                           "log_keys": self._log_keys(validation is not None)})
             cb.on_train_begin()
         for epoch in range(initial_epoch, epochs):
             for cb in callbacks:

@@ -244,3 +244,22 @@ def test_compile_accepts_clipnorm_and_clipvalue():
     model.train_step(backend.asarray(np.array([[1000.0]])), backend.asarray(np.array([[-1000.0]])))
     moved = np.abs(backend.to_numpy(model.layers[0].weight.data) - before).max()
     assert moved == pytest.approx(0.1, rel=1e-4)
+
+
+def test_checkpoint_path_is_checked_before_training(tmp_path):
+    """``{val_loss}`` without validation data, or an unwritable place, fails before epoch 1."""
+    model = dnn.Sequential([dnn.layers.Dense(3, 2)])
+    model.compile(loss="mse", optimizer="sgd")
+    x, y = np.zeros((8, 3), np.float32), np.zeros((8, 2), np.float32)
+    start = dnn.to_numpy(model.layers[0].weight.data).copy()
+    bad = dnn.callbacks.ModelCheckpoint(str(tmp_path / "{val_loss:.3f}.dnn"))
+    with pytest.raises(ValueError, match=r"val_loss.*validation_data="):
+        model.fit(x, y, callbacks=[bad], verbose=0)
+    (tmp_path / "dir.dnn").mkdir()
+    with pytest.raises(OSError, match="dir.dnn"):
+        model.fit(x, y, callbacks=[dnn.callbacks.ModelCheckpoint(str(tmp_path / "dir.dnn"))],
+                  verbose=0)
+    np.testing.assert_array_equal(dnn.to_numpy(model.layers[0].weight.data), start)
+    good = dnn.callbacks.ModelCheckpoint(str(tmp_path / "sub" / "m-{epoch}-{loss:.2f}.dnn"))
+    model.fit(x, y, epochs=2, callbacks=[good], verbose=0)
+    assert len(good.saved) == 2

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import string
 from typing import Any
 
 from dnn.callbacks.base import _copy_state, _Monitor
+from dnn.io.files import check_destination
 
 
 class EarlyStopping(_Monitor):
@@ -81,7 +83,23 @@ class ModelCheckpoint(_Monitor):
         self.saved: list[str] = []
 
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
+        """Check the path before the first epoch trains: its ``{fields}`` must be keys
+        this fit logs, and the file must be writable where it will go."""
         self._reset_best()
+        keys = self.params.get("log_keys")
+        if keys is None:
+            return
+        fields = {f.split(".")[0].split("[")[0]
+                  for _, f, _, _ in string.Formatter().parse(self.path) if f}
+        if unknown := sorted(fields - {"epoch", *keys}):
+            hint = (" (val_* values exist only with validation_data= or validation_split=)"
+                    if any(f.startswith("val_") for f in unknown) else "")
+            raise ValueError(f"ModelCheckpoint: the path {self.path!r} uses {unknown}, which "
+                             f"this fit does not log; it logs epoch, {', '.join(keys)}{hint}")
+        sample = self.path.format(epoch=1, **{k: 0.0 for k in keys})
+        if os.path.dirname(sample):
+            os.makedirs(os.path.dirname(sample), exist_ok=True)
+        check_destination(sample)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         logs = logs or {}
