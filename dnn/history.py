@@ -16,8 +16,16 @@ class History:
             self.history.setdefault(key, []).append(float(value))
 
     def to_pandas(self) -> Any:
-        """The history as a DataFrame indexed by epoch (needs pandas)."""
-        import pandas as pd
+        """The history as a DataFrame indexed by epoch (needs pandas: the ``data`` extra)."""
+        try:
+            import pandas as pd
+        except ImportError as exc:
+            raise ModuleNotFoundError(
+                "History.to_pandas needs pandas, which is not installed; install it with "
+                "`pip install pandas` (or, in a dnn checkout, `pip install -e \".[data]\"`, the "
+                "data extra). Without pandas, History.history is the same data as a dict of lists.",
+                name="pandas",
+            ) from exc
 
         return pd.DataFrame(self.history, index=pd.Index(self.epoch, name="epoch"))
 

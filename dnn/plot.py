@@ -1,4 +1,4 @@
-"""Plots of training runs and trained models (needs matplotlib: ``pip install dnn[plot]``).
+"""Plots of training runs and trained models (needs matplotlib: ``pip install matplotlib``).
 
 Every function builds a ``matplotlib.figure.Figure`` directly (no pyplot, so
 no global state and no GUI: it renders with the Agg backend anywhere, on a
@@ -31,9 +31,10 @@ def _figure(width: float, height: float) -> Any:
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
+        raise ModuleNotFoundError(
             "dnn.plot needs matplotlib, which is not installed; install it with "
-            "`pip install dnn[plot]` (or `pip install matplotlib`)"
+            "`pip install matplotlib` (or, in a dnn checkout, `pip install -e \".[plot]\"`)",
+            name="matplotlib",
         ) from exc
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 

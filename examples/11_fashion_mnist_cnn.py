@@ -17,8 +17,9 @@ into the rows of a matrix (im2col) and multiplied by the flattened filters
 multi-layer perceptron stalls near 89 %.
 
 Run:  python examples/11_fashion_mnist_cnn.py [--epochs 4] [--small] [--backend torch]
-                                              [--blas-threads 1]
+                                              [--blas-threads 1] [--out out]
 The data is read from $DNN_DATA_HOME/fashion-mnist (the four idx .gz files).
+Writes out/11_cnn.dnn (the trained model; reload it with dnn.load_model).
 ``--small`` trains on 2,000 images for one epoch: a smoke test in seconds.
 """
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="limit BLAS threads (needs threadpoolctl); 1 is faster on a busy machine")
     parser.add_argument("--verbose", type=int, default=1)
+    parser.add_argument("--out", default="out", help="folder for the saved model (default: out)")
     args = parser.parse_args(argv)
     if args.blas_threads:
         from threadpoolctl import threadpool_limits
@@ -75,6 +78,8 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
     if args.backend:
         dnn.set_backend(args.backend)
     dnn.set_default_dtype("float32")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # before training: a bad --out fails at once
 
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(args.data_home)
     x_train, x_test = prepare(x_train), prepare(x_test)
@@ -98,9 +103,10 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
     seconds = time.perf_counter() - start
     result = model.evaluate(x_test, y_test)
     result["train_seconds"] = seconds
+    model.save(out / "11_cnn.dnn")
     if args.verbose:
         print(f"test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
-              f"({seconds:.0f} s of training on {dnn.backend.name})")
+              f"({seconds:.0f} s of training on {dnn.backend.name}); saved {out / '11_cnn.dnn'}")
         predicted = np.argmax(model.predict(x_test[:8]), axis=1)
         for guess, truth in zip(predicted, y_test[:8]):
             print(f"  predicted {FASHION_MNIST_CLASSES[guess]:<12} true {FASHION_MNIST_CLASSES[truth]}")

@@ -17,14 +17,16 @@ score is the same). The model is trained with the logistic loss on balanced
 pairs (half the same class, half different) and reports the accuracy on pairs
 of test images it never saw, then the same accuracy with the pairs swapped.
 
-Run:  python examples/14_siamese_fashion_pairs.py [--epochs 3] [--small] [--backend torch]
+Run:  python examples/14_siamese_fashion_pairs.py [--epochs 3] [--small] [--backend torch] [--out out]
 ``--small`` uses 2,000 pairs for one epoch: a smoke test in seconds.
+Writes out/14_siamese.dnn (the trained model; reload it with dnn.load_model).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -65,10 +67,13 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--data-home", default=None, help="default: $DNN_DATA_HOME")
     parser.add_argument("--small", action="store_true", help="2,000 pairs, 1 epoch (smoke test)")
     parser.add_argument("--verbose", type=int, default=1)
+    parser.add_argument("--out", default="out", help="folder for the saved model (default: out)")
     args = parser.parse_args(argv)
     if args.backend:
         dnn.set_backend(args.backend)
     dnn.set_default_dtype("float32")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # before training: a bad --out fails at once
 
     (x_train, y_train), (x_test, y_test) = load_fashion_mnist(args.data_home)
     x_train = x_train.reshape(-1, 784).astype(np.float32) / 255
@@ -92,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     swapped = model.evaluate(test_x[::-1], test_y)
     result["swapped_accuracy"] = swapped["binary_accuracy"]
     result["seconds_per_epoch"] = seconds / epochs
+    model.save(out / "14_siamese.dnn")
     if args.verbose:
         print(f"test pairs: accuracy {result['binary_accuracy']:.4f} (swapped "
               f"{result['swapped_accuracy']:.4f}), {seconds / epochs:.1f} s per epoch")

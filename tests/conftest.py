@@ -1,9 +1,15 @@
-"""Shared fixtures: every test that takes ``backend_name`` runs once per installed backend."""
+"""Shared fixtures: every test that takes ``backend_name`` runs once per installed backend.
+
+A backend that is not usable here (not installed, CuPy without a GPU) turns its tests
+into skips; instead of one ``-ra`` line per skipped test, the session ends with one
+summary line per reason (:func:`pytest_terminal_summary`).
+"""
 
 from __future__ import annotations
 
-import importlib.util
+import functools
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -19,19 +25,16 @@ DATA_HOME = Path(
 os.environ["DNN_DATA_HOME"] = str(DATA_HOME)
 
 
+#: how a skip for an unusable backend starts (the terminal summary groups them by it)
+BACKEND_SKIP = "backend not usable here: "
+
+
+@functools.cache
 def _why_missing(name: str) -> str | None:
     if name == "numpy":
         return None
-    if importlib.util.find_spec(name) is None:
-        return f"{name} is not installed (pip install dnn[{name.split('_')[-1]}])"
-    if name == "cupy":
-        try:
-            import cupy
-
-            cupy.cuda.runtime.getDeviceCount()
-        except Exception as exc:  # no driver / no GPU
-            return f"cupy is installed but no CUDA GPU is usable: {exc}"
-    return None
+    status = backend.status(name)  # installed? usable (a GPU for cupy)? the fix if not
+    return None if status.usable else f"{BACKEND_SKIP}{name} — {status.describe()}"
 
 
 def backend_params(names: list[str] = BACKEND_NAMES) -> list:
@@ -44,7 +47,7 @@ def backend_params(names: list[str] = BACKEND_NAMES) -> list:
     return params
 
 
-_DEFAULT = os.environ.get("DNN_BACKEND", "numpy")
+_DEFAULT = backend.name  # $DNN_BACKEND, or numpy when it could not be used (dnn warned)
 
 
 @pytest.fixture(autouse=True)
@@ -101,3 +104,24 @@ def no_tf32():
     torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """One line for all the skips: per unusable backend (with the reason and the fix),
+    plus a count of the other skips (``pytest -rs`` lists each)."""
+    reports = terminalreporter.stats.get("skipped", [])
+    if not reports:
+        return
+    backends: Counter[str] = Counter()
+    others = 0
+    for report in reports:
+        longrepr = report.longrepr
+        reason = str(longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else longrepr)
+        if BACKEND_SKIP in reason:
+            backends[reason.split(BACKEND_SKIP, 1)[1]] += 1
+        else:
+            others += 1
+    parts = [f"backend {why} [{count} tests]" for why, count in sorted(backends.items())]
+    if others:
+        parts.append(f"{others} other skips (pytest -rs lists them)")
+    terminalreporter.write_line("skipped: " + "; ".join(parts))

@@ -39,7 +39,8 @@ def test_known_but_missing_backend_cupy_is_a_backend_error_with_the_pip_install(
         dnn.set_backend("cupy")
     message = str(info.value)
     assert "cupy" in message
-    assert "pip install" in message and "dnn[cupy]" in message
+    # the hint installs CuPy itself or the extra of a checkout, never the unrelated PyPI "dnn"
+    assert "pip install cupy-cuda12x" in message and 'pip install -e ".[cupy]"' in message
     assert not isinstance(info.value, ImportError)
     assert backend.name == before
 

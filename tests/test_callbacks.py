@@ -256,7 +256,7 @@ def test_checkpoint_path_is_checked_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"val_loss.*validation_data="):
         model.fit(x, y, callbacks=[bad], verbose=0)
     (tmp_path / "dir.dnn").mkdir()
-    with pytest.raises(OSError, match="dir.dnn"):
+    with pytest.raises(OSError, match=r"dir\.dnn"):
         model.fit(x, y, callbacks=[dnn.callbacks.ModelCheckpoint(str(tmp_path / "dir.dnn"))],
                   verbose=0)
     np.testing.assert_array_equal(dnn.to_numpy(model.layers[0].weight.data), start)

@@ -268,7 +268,7 @@ def test_small_cnn_learns(backend_name):
 
 
 @pytest.mark.slow
-def test_fashion_mnist_cnn_reaches_91_percent(data_home, monkeypatch, capsys):
+def test_fashion_mnist_cnn_reaches_91_percent(data_home, monkeypatch, capsys, tmp_path):
     """The example CNN (float32, Adam, 4 epochs) on the full Fashion-MNIST: >= 0.91 test
     accuracy. One BLAS thread: on a shared 2-core machine OpenBLAS's spinning worker
     threads make every GEMM several times slower once the cores are oversubscribed."""
@@ -278,7 +278,7 @@ def test_fashion_mnist_cnn_reaches_91_percent(data_home, monkeypatch, capsys):
     spec.loader.exec_module(example)
     start = time.perf_counter()
     pytest.importorskip("threadpoolctl")
-    result = example.main(["--verbose", "0", "--blas-threads", "1"])
+    result = example.main(["--verbose", "0", "--blas-threads", "1", "--out", str(tmp_path)])
     elapsed = time.perf_counter() - start
     print(f"Fashion-MNIST CNN: test accuracy {result['accuracy']:.4f} in {elapsed:.0f} s")
     assert result["accuracy"] >= 0.91

@@ -45,3 +45,11 @@ def test_example_runs_small(script, tmp_path):
     for name in PROMISED.findall(docstring):
         path = tmp_path / "out" / name
         assert path.is_file() and path.stat().st_size > 0, f"{script.name} did not write out/{name}"
+
+
+@pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_example_accepts_out(script):
+    """Every example takes ``--out DIR`` (where its files go), so a user can run any of them
+    with the same options; the ones that write files say which in their docstring."""
+    source = script.read_text()
+    assert re.search(r"""add_argument\(\s*["']--out["']""", source), f"{script.name} has no --out"

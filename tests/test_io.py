@@ -73,7 +73,7 @@ LAYER_TABLE = {
     "Softmax": (_dense_then("Softmax"), (6, 4), "float"),
     "LogSoftmax": (_dense_then("LogSoftmax"), (6, 4), "float"),
     "Softplus": (_dense_then("Softplus"), (6, 4), "float"),
-    "Linear": (_dense_then("Linear"), (6, 4), "float"),
+    "Identity": (_dense_then("Identity"), (6, 4), "float"),
     "Dropout": (_dense_then("Dropout", 0.3), (6, 4), "float"),
     "BatchNorm": (_dense_then("BatchNorm", 3, momentum=0.2), (6, 4), "float"),
     "LayerNorm": (_dense_then("LayerNorm", 3), (6, 4), "float"),

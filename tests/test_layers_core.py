@@ -15,8 +15,8 @@ from dnn.layers import (
     GELU,
     Dense,
     Dropout,
+    Identity,
     LeakyReLU,
-    Linear,
     LogSoftmax,
     ReLU,
     Sigmoid,
@@ -164,7 +164,7 @@ ACTIVATION_CASES = {
     "Softmax0": (lambda: Softmax(axis=0), "normal", lambda F, x: F.softmax(x, dim=0)),
     "LogSoftmax": (LogSoftmax, "normal", lambda F, x: F.log_softmax(x, dim=-1)),
     "Softplus": (Softplus, "normal", lambda F, x: F.softplus(x)),
-    "Linear": (Linear, "normal", lambda F, x: x),
+    "Identity": (Identity, "normal", lambda F, x: x),
 }
 
 
@@ -216,7 +216,7 @@ def test_activation_values_by_formula(float64):
         Softmax(): np.exp(x) / np.exp(x).sum(),
         LogSoftmax(): x - np.log(np.exp(x).sum()),
         Softplus(): np.log1p(np.exp(x)),
-        Linear(): x,
+        Identity(): x,
     }
     for layer, want in expected.items():
         np.testing.assert_allclose(dnn.to_numpy(layer.forward(dev)), want, rtol=1e-12,

@@ -340,7 +340,7 @@ def test_cli_lstm_model(capsys):
 
 
 @pytest.mark.slow
-def test_mnist_lstm_reaches_97_percent(data_home):
+def test_mnist_lstm_reaches_97_percent(data_home, tmp_path):
     """examples/12_mnist_lstm.py on NumPy: rows of an image as 28 steps of 28 features, all
     60,000 training images, 3 epochs of Adam with clipnorm (98.0-98.1 % test accuracy).
 
@@ -354,7 +354,8 @@ def test_mnist_lstm_reaches_97_percent(data_home):
         env.setdefault(var, "1")
     script = ROOT / "examples" / "12_mnist_lstm.py"
     start = time.perf_counter()
-    result = subprocess.run([sys.executable, str(script), "--backend", "numpy", "--verbose", "0"],
+    result = subprocess.run([sys.executable, str(script), "--backend", "numpy", "--verbose", "0",
+                             "--out", str(tmp_path)],
                             env=env, capture_output=True, text=True, timeout=1800)
     elapsed = time.perf_counter() - start
     assert result.returncode == 0, result.stderr[-3000:]

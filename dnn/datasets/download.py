@@ -51,12 +51,15 @@ def verify(path: Path, sha256: str) -> None:
         )
 
 
-def download(url: str, dest: Path, sha256: str, progress: bool = True, timeout: float = 60.0) -> Path:
+def download(url: str, dest: Path, sha256: str, progress: bool = True, timeout: float = 60.0,
+             size: int | None = None) -> Path:
     """Download ``url`` to ``dest`` atomically, verifying its SHA-256 digest.
 
-    Raises :class:`DatasetError` on a digest mismatch (nothing is written under
-    ``dest``); network errors (``urllib.error.URLError``, ``OSError``)
-    propagate to the caller.
+    ``size`` (bytes), when known, bounds the download: a server that announces
+    or sends more is cut off at once instead of filling the disk until the
+    digest can be compared. Raises :class:`DatasetError` on a digest or size
+    mismatch (nothing is written under ``dest``); network errors
+    (``urllib.error.URLError``, ``OSError``) propagate to the caller.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
@@ -65,9 +68,18 @@ def download(url: str, dest: Path, sha256: str, progress: bool = True, timeout: 
         digest = hashlib.sha256()
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
             total = response.headers.get("Content-Length")
-            bar = _bar(int(total) if total and total.isdigit() else None, dest.name, progress)
+            total = int(total) if total and total.isdigit() else None
+            if size is not None and total is not None and total != size:
+                raise DatasetError(f"{url}: the server announces {total:,} bytes, but the official "
+                                   f"file has {size:,}; not downloaded")
+            bar = _bar(total, dest.name, progress)
+            received = 0
             try:
                 while chunk := response.read(CHUNK):
+                    received += len(chunk)
+                    if size is not None and received > size:
+                        raise DatasetError(f"{url}: the server sent more than the {size:,} bytes of "
+                                           "the official file; download stopped, nothing saved")
                     out.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
@@ -96,12 +108,14 @@ def fetch(
     download_missing: bool = True,
     progress: bool = True,
     check: bool = True,
+    size: int | None = None,
 ) -> Path:
     """Path of ``directory/filename``: verified if present, else downloaded from ``mirrors``.
 
     ``mirrors`` are base URLs tried in order (``filename`` is appended). When
     no mirror delivers the file, the :class:`DatasetError` lists what each
     mirror answered and says where to put the files (``all_files``) by hand.
+    ``size``, the file's size in bytes when known, bounds each download.
     """
     path = directory / filename
     if path.is_file():
@@ -118,7 +132,7 @@ def fetch(
     for base in mirrors:
         url = base.rstrip("/") + "/" + filename
         try:
-            return download(url, path, sha256, progress=progress)
+            return download(url, path, sha256, progress=progress, size=size)
         except DatasetError as exc:
             failures.append(str(exc))
         except urllib.error.HTTPError as exc:  # the server answered, but not with the file

@@ -42,6 +42,19 @@ SHA256: dict[str, dict[str, str]] = {
     },
 }
 
+#: the size in bytes of each official file: a download that grows past it is cut off (before
+#: its SHA-256 could even be checked), so a bad mirror cannot fill the disk
+SIZES: dict[str, dict[str, int]] = {
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": 26421880, "train-labels-idx1-ubyte.gz": 29515,
+        "t10k-images-idx3-ubyte.gz": 4422102, "t10k-labels-idx1-ubyte.gz": 5148,
+    },
+    "mnist": {
+        "train-images-idx3-ubyte.gz": 9912422, "train-labels-idx1-ubyte.gz": 28881,
+        "t10k-images-idx3-ubyte.gz": 1648877, "t10k-labels-idx1-ubyte.gz": 4542,
+    },
+}
+
 #: base URLs tried in order; the file name is appended
 MIRRORS: dict[str, tuple[str, ...]] = {
     "fashion-mnist": (
@@ -59,6 +72,8 @@ FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 
 Split = tuple[np.ndarray, np.ndarray]
+#: what the image headers must say: any count of 28x28 images
+IMAGE_SHAPE = (None, 28, 28)
 
 
 def load_idx_dataset(
@@ -73,7 +88,9 @@ def load_idx_dataset(
     """Load ``"fashion-mnist"`` or ``"mnist"`` as ``(x_train, y_train), (x_test, y_test)``.
 
     ``download=False`` never touches the network; ``mirrors`` overrides the
-    base URLs; ``check=False`` skips the SHA-256 check of files already on disk.
+    base URLs; ``check=False`` skips the SHA-256 check of files already on disk
+    (the IDX reader still refuses malformed files: it reads each header first
+    and never inflates more than the 28x28 images the header announces).
     """
     if name not in SHA256:
         raise ValueError(f"unknown IDX data set {name!r}; valid names are {', '.join(SHA256)}")
@@ -81,11 +98,12 @@ def load_idx_dataset(
     paths = [
         fetch(directory, filename, SHA256[name][filename],
               MIRRORS[name] if mirrors is None else mirrors,
-              all_files=FILES, download_missing=download, progress=progress, check=check)
+              all_files=FILES, download_missing=download, progress=progress, check=check,
+              size=SIZES[name][filename])
         for filename in FILES
     ]
-    x_train, y_train = read_idx_images(paths[0]), read_idx_labels(paths[1])
-    x_test, y_test = read_idx_images(paths[2]), read_idx_labels(paths[3])
+    x_train, y_train = read_idx_images(paths[0], shape=IMAGE_SHAPE), read_idx_labels(paths[1])
+    x_test, y_test = read_idx_images(paths[2], shape=IMAGE_SHAPE), read_idx_labels(paths[3])
     for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
         if x.shape[0] != y.shape[0]:
             raise DatasetError(f"{directory}: {split} split has {x.shape[0]} images but {y.shape[0]} labels")

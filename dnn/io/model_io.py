@@ -278,7 +278,8 @@ def _load_optimizer_state(ar: Archive, model: Any) -> None:
     if unexpected := present - set(expected):
         raise fail(ar.path, "optimizer arrays the optimizer has no place for: "
                             f"{_listing(unexpected)}")
-    if present and (missing := set(expected) - present):
+    # a model that never stepped may have no optimizer arrays; one that did has them all
+    if (present or iterations > 0) and (missing := set(expected) - present):
         raise fail(ar.path, f"optimizer arrays missing: {_listing(missing)}")
     arrays = {}
     for name in sorted(present):

@@ -4,6 +4,7 @@ from dnn.layers.activations import (
     ACTIVATIONS,
     ELU,
     GELU,
+    Identity,
     LeakyReLU,
     Linear,
     LogSoftmax,
@@ -31,7 +32,7 @@ from dnn.layers.residual import Residual
 from dnn.layers.rnn import RNN
 
 __all__ = [
-    "ACTIVATIONS", "ELU", "GELU", "REGISTRY", "Dense", "Dropout", "Layer", "LeakyReLU",
+    "ACTIVATIONS", "ELU", "GELU", "REGISTRY", "Dense", "Dropout", "Identity", "Layer", "LeakyReLU",
     "Linear", "LogSoftmax", "ReLU", "Sigmoid", "Softmax", "Softplus", "Tanh",
     "activation", "register",
 ]

@@ -8,11 +8,12 @@ derivative needs; GELU keeps x and t).
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 from dnn import backend
 from dnn.backend import windows
-from dnn.layers.base import Context, Layer, register
+from dnn.layers.base import REGISTRY, Context, Layer, register
 
 
 @register
@@ -171,8 +172,9 @@ class Softplus(Layer):
 
 
 @register
-class Linear(Layer):
-    """y = x;  dL/dx = g (the identity, Keras's "linear" activation)."""
+class Identity(Layer):
+    """y = x;  dL/dx = g (the identity; Keras's "linear" activation, the NNFS book's
+    ``Activation_Linear``, PyTorch's ``nn.Identity``)."""
 
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         return x
@@ -181,10 +183,48 @@ class Linear(Layer):
         return grad
 
 
+# Model files written before the rename name the identity "Linear": they still load.
+REGISTRY.add_alias("Linear", "Identity")
+
+
+class _LinearMeta(type):
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, Identity)
+
+
+class Linear(metaclass=_LinearMeta):
+    """The old name of :class:`Identity` — NOT PyTorch's ``nn.Linear``.
+
+    ``Linear()`` (no arguments) still builds an :class:`Identity`, with a
+    ``DeprecationWarning``. ``Linear(784, 512)``, the PyTorch spelling of a
+    fully connected layer, raises a ``TypeError`` that points to
+    :class:`dnn.layers.Dense` instead of silently building one: dnn's
+    ``Dense.weight`` is (in, out) where ``nn.Linear.weight`` is (out, in), so a
+    layer that looked like PyTorch's but stored its weight transposed would
+    surprise exactly the user who typed it (copying torch weights, reading
+    ``layer.weight.shape``), and a model file would say ``Dense`` anyway.
+    """
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Identity:  # type: ignore[misc]
+        if args or set(kwargs) - {"name"}:
+            given = ", ".join([*map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+            sizes = ", ".join(map(str, args[:2])) if len(args) >= 2 else "in_features, out_features"
+            raise TypeError(
+                f"dnn.layers.Linear({given}): Linear is the identity activation (renamed "
+                f"Identity) and takes no sizes. For a fully connected layer like PyTorch's "
+                f"nn.Linear use dnn.layers.Dense({sizes}) — note that Dense.weight has shape "
+                "(in_features, out_features), the transpose of nn.Linear.weight"
+            )
+        warnings.warn("dnn.layers.Linear() is the identity activation and is now called "
+                      "dnn.layers.Identity(); the old name will be removed", DeprecationWarning,
+                      stacklevel=2)
+        return Identity(**kwargs)
+
+
 ACTIVATIONS: dict[str, type[Layer]] = {
     "relu": ReLU, "leaky_relu": LeakyReLU, "elu": ELU, "gelu": GELU,
     "sigmoid": Sigmoid, "tanh": Tanh, "softmax": Softmax, "log_softmax": LogSoftmax,
-    "softplus": Softplus, "linear": Linear,
+    "softplus": Softplus, "identity": Identity, "linear": Identity,
 }
 
 

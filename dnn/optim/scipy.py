@@ -81,7 +81,8 @@ class ScipyOptimizer:
         try:
             from scipy.optimize import minimize
         except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError("dnn.optim.ScipyOptimizer needs SciPy: pip install dnn[scipy]") from exc
+            raise ImportError("dnn.optim.ScipyOptimizer needs SciPy: pip install scipy (or, from "
+                              'a dnn checkout, pip install -e ".[scipy]")') from exc
         if loss is None:
             loss = getattr(model, "loss", None)
             if loss is None:
