@@ -225,6 +225,11 @@ class Trainer:
         an interrupted and resumed run equals the uninterrupted one.
         """
         self._check_compiled("fit")
+        for i, cb in enumerate(callbacks):
+            if not isinstance(cb, Callback):
+                raise TypeError(f"fit: callbacks[{i}] must be a dnn.callbacks.Callback, got "
+                                f"{type(cb).__name__}; wrap a function in "
+                                "dnn.callbacks.LambdaCallback(on_epoch_end=...)")
         check_counts(batch_size, epochs, validation_split, "fit")
         check_fit_args(initial_epoch=initial_epoch, log_every=log_every)
         xs, ys = check_fit_inputs(self, x, y)
@@ -366,7 +371,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ files
     def summary(self, input_shape: tuple[int, ...] | None = None) -> str:
-        """A table of layers, output shapes, parameter counts and inbound layers (printed)."""
+        """A table of layers, output shapes, parameter counts and inbound layers (printed).
+
+        ``input_shape`` (batch axis included, e.g. ``(1, 1, 28, 28)``) is needed only by a
+        Sequential built without a ``dnn.Input`` whose first layer has no ``in_features``."""
         from dnn.summary import summarize
 
         text = summarize(self, input_shape)

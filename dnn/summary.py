@@ -8,6 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from dnn import backend
+from dnn.errors import ShapeError
+from dnn.graph import SymbolicTensor, dtype_of
+from dnn.layers.base import Context
+
 
 def summarize(model: Any, input_shape: tuple[int, ...] | None = None) -> str:
     """The summary table of ``model`` as text."""
@@ -50,20 +55,25 @@ def _source(model: Any, tensor: Any, names: dict[int, str]) -> str:
 
 def _output_shapes(model: Any, input_shape: tuple[int, ...] | None) -> list[Any]:
     """Each node's output shape with the batch axis as None: the graph's own shapes, else
-    (a Sequential built without an Input) followed from ``input_shape``, the last input
-    seen, or the first layer's ``in_features``."""
+    (a Sequential built without an Input) those of one forward pass of a zero sample of
+    ``input_shape`` (batch axis included), or of the first layer's ``in_features``."""
     nodes = model._graph.nodes
     if all(n.outputs[0].shape is not None for n in nodes):
         return [n.outputs[0].shape if len(n.outputs) == 1 else [t.shape for t in n.outputs]
                 for n in nodes]
     shape = input_shape or _guess_input_shape(model.layers)
+    if shape is None:
+        return [None] * len(nodes)
+    dtype = model.input_dtypes[0] if model.inputs else None
+    value = backend.xp.zeros((1, *tuple(shape)[1:]), dtype=dtype_of(SymbolicTensor(None, dtype)))
     shapes = []
     for node in nodes:
         try:
-            shape = node.layer.output_shape(shape) if shape is not None else None
-        except Exception:  # a layer that cannot say: unknown from here on
-            shape = None
-        shapes.append(None if shape is None else (None, *shape[1:]))
+            value = node.layer.forward_with(Context(), value, training=False)
+        except ShapeError as exc:
+            raise ShapeError(f"summary(input_shape={tuple(shape)}): {exc} (input_shape "
+                             "includes the batch axis, e.g. (1, 1, 28, 28))") from exc
+        shapes.append((None, *tuple(value.shape)[1:]))
     return shapes
 
 

@@ -51,8 +51,10 @@ def check_counts(batch_size: int, epochs: int, validation_split: float, where: s
     for arg, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
         if not _is_int(value) or value < low:
             raise ValueError(f"{where}: {arg} must be an int >= {low}, got {value!r}")
-    if not 0.0 <= validation_split < 1.0:
-        raise ValueError(f"{where}: validation_split must be in [0, 1), got {validation_split!r}")
+    if (not isinstance(validation_split, numbers.Real) or isinstance(validation_split, bool)
+            or not 0.0 <= validation_split < 1.0):
+        raise ValueError(f"{where}: validation_split must be a number in [0, 1), got "
+                         f"{validation_split!r}")
 
 
 def split_validation(model: Any, xs: list[Any], ys: list[Any], validation_split: float,
@@ -172,9 +174,28 @@ def check_fit_inputs(model: Any, x: Any, y: Any, where: str = "fit") -> tuple[li
     ys = [_to_backend(v, keep_integers=True) for v in ys]
     for v, name in zip(ys, _labels("y", model.output_names)):
         _check_finite(v, name, where)
+    ys = [_integral_labels(loss, v, name, where)
+          for v, loss, name in zip(ys, model.losses, _labels("y", model.output_names))]
     for i, (v, loss) in enumerate(zip(ys, model.losses)):
         _check_targets(loss, model.output_width(i, xs), v, where)
     return xs, ys
+
+
+def _integral_labels(loss: Any, y: Any, name: str, where: str) -> Any:
+    """Class indices given as floats (0.0 … 9.0, as pandas/CSV data often are) become
+    int64 for a class-index loss, as Keras accepts them; fractional values are refused."""
+    from dnn.losses import CategoricalCrossentropy, SoftmaxCrossEntropy
+
+    xp = backend.xp
+    if (y.ndim != 1 or not xp.isdtype(y.dtype, "real floating")
+            or not isinstance(loss, (CategoricalCrossentropy, SoftmaxCrossEntropy))):
+        return y
+    if not bool(xp.all(y == xp.round(y))):
+        bad = int(xp.nonzero(y != xp.round(y))[0][0])
+        raise ValueError(f"{where}: {name} holds class indices for {type(loss).__name__}, but "
+                         f"{name}[{bad}] = {float(y[bad])} is not a whole number; pass integer "
+                         f"labels ({name}.astype(int)) or one-hot rows of shape (N, classes)")
+    return xp.astype(y, xp.int64)
 
 
 def inputs_list(model: Any, x: Any, where: str) -> list[Any]:

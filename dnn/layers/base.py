@@ -29,6 +29,7 @@ names them as plain strings and loading never imports names from a file.
 from __future__ import annotations
 
 import functools
+import numbers
 from typing import Any
 
 from dnn import backend
@@ -39,6 +40,17 @@ from dnn.registry import Registry
 
 #: layer type name -> class; the only way a model file can name a layer
 REGISTRY = Registry("layer")
+
+
+def positive_ints(layer: str, **values: Any) -> tuple[int, ...]:
+    """The given sizes as Python ints, each a positive integer (NumPy integers welcome,
+    bools and floats refused): ``positive_ints("Dense", in_features=784, out_features=10)``."""
+    out = []
+    for arg, value in values.items():
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{layer}: {arg} must be a positive int, got {value!r}")
+        out.append(int(value))
+    return tuple(out)
 
 
 def register(cls: type[Layer]) -> type[Layer]:

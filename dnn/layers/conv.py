@@ -34,25 +34,27 @@ is freed with its context.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from dnn import backend
 from dnn import init as initializers
 from dnn.backend import windows
 from dnn.errors import ShapeError
-from dnn.layers.base import Context, Layer, register
+from dnn.layers.base import Context, Layer, positive_ints, register
 from dnn.parameter import Parameter
 
 
 def _pair(value: Any, arg: str, layer: str, minimum: int) -> tuple[int, int]:
     """An int or a pair of ints as a pair, each >= ``minimum``."""
-    pair = (value, value) if isinstance(value, int) and not isinstance(value, bool) else value
+    is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    pair = (value, value) if is_int else value
     try:
         a, b = pair
     except (TypeError, ValueError):
         raise ValueError(f"{layer}: {arg} must be an int or a pair of ints, got {value!r}") from None
     for v in (a, b):
-        if not isinstance(v, int) or isinstance(v, bool) or v < minimum:
+        if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < minimum:
             raise ValueError(f"{layer}: {arg} must be int(s) >= {minimum}, got {value!r}")
     return int(a), int(b)
 
@@ -97,9 +99,8 @@ class Conv2D(Layer):
         bias: bool = True,
         init: str = "he_uniform",
     ) -> None:
-        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"Conv2D: {arg} must be a positive int, got {value!r}")
+        in_channels, out_channels = positive_ints("Conv2D", in_channels=in_channels,
+                                                  out_channels=out_channels)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2D", 1)
         self.stride = _pair(stride, "stride", "Conv2D", 1)

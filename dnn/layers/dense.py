@@ -19,7 +19,7 @@ from typing import Any
 from dnn import backend
 from dnn import init as initializers
 from dnn.errors import ShapeError
-from dnn.layers.base import Context, Layer, register
+from dnn.layers.base import Context, Layer, positive_ints, register
 from dnn.parameter import Parameter
 
 
@@ -36,9 +36,8 @@ class Dense(Layer):
         l1: float = 0.0,
         l2: float = 0.0,
     ) -> None:
-        for arg, value in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"Dense: {arg} must be a positive int, got {value!r}")
+        in_features, out_features = positive_ints("Dense", in_features=in_features,
+                                                  out_features=out_features)
         if l1 < 0 or l2 < 0:
             raise ValueError(f"Dense: l1 and l2 must be >= 0, got l1={l1}, l2={l2}")
         self.in_features, self.out_features = in_features, out_features

@@ -20,7 +20,7 @@ from typing import Any
 from dnn import backend
 from dnn.backend import ops, random
 from dnn.errors import ShapeError
-from dnn.layers.base import Context, Layer, register
+from dnn.layers.base import Context, Layer, positive_ints, register
 from dnn.parameter import Parameter
 
 
@@ -32,9 +32,7 @@ class Embedding(Layer):
     input_dtype = "int64"
 
     def __init__(self, num_embeddings: int, dim: int) -> None:
-        for arg, value in (("num_embeddings", num_embeddings), ("dim", dim)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"Embedding: {arg} must be a positive int, got {value!r}")
+        num_embeddings, dim = positive_ints("Embedding", num_embeddings=num_embeddings, dim=dim)
         self.num_embeddings, self.dim = num_embeddings, dim
         self.weight = Parameter(random.normal((num_embeddings, dim), 0.0, 1.0), "weight")
 

@@ -35,7 +35,7 @@ from typing import Any
 from dnn import backend
 from dnn import init as initializers
 from dnn.errors import ShapeError
-from dnn.layers.base import Context, Layer
+from dnn.layers.base import Context, Layer, positive_ints
 from dnn.parameter import Parameter
 
 
@@ -52,9 +52,8 @@ class Recurrent(Layer):
 
     def __init__(self, input_size: int, hidden_size: int, return_sequences: bool = False) -> None:
         name = type(self).__name__
-        for arg, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
+        input_size, hidden_size = positive_ints(name, input_size=input_size,
+                                                hidden_size=hidden_size)
         if not isinstance(return_sequences, bool):
             raise ValueError(f"{name}: return_sequences must be a bool, got {return_sequences!r}")
         self.input_size, self.hidden_size = input_size, hidden_size
