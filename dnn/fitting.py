@@ -29,6 +29,7 @@ from dnn.training import (
     check_counts,
     check_fit_args,
     check_fit_inputs,
+    check_log_keys,
     check_predictions,
     compile_metrics,
     inputs_list,
@@ -55,6 +56,8 @@ class Trainer:
         self._frozen_at_compile: list[Parameter] = []
         self._penalized: list[Layer] = []
         self._compiled_version = -1
+        #: set by compile: the next train_step checks the outputs (check_predictions) once
+        self._check_next_step = False
         self.stop_training = False
         #: epochs finished by fit (saved in model files; resume with initial_epoch=model.epoch)
         self.epoch = 0
@@ -84,12 +87,14 @@ class Trainer:
         self.loss = self.losses[0] if len(names) == 1 else list(self.losses)
         weights = [1.0] * len(names) if loss_weights is None else per_output(
             loss_weights, names, "loss_weights", broadcast=False)
-        self.loss_weights = [float(w) for w in weights]
+        self.loss_weights = _check_loss_weights(weights, names)
+        _check_output_activations(self, names)
         self.optimizer = optim.get(optimizer)
         for arg, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue)):
             if value is not None:
                 setattr(self.optimizer, arg, check_number("compile", arg, value, 0.0, low_open=True))
         self.output_metrics = compile_metrics(metrics, names, self.losses)
+        check_log_keys(names, self._metric_items())
         params = self.parameters()
         self.optimizer_parameters = [p for p in params if p.trainable]
         self._frozen_at_compile = [p for p in params if not p.trainable]
@@ -98,6 +103,7 @@ class Trainer:
         if self.optimizer_parameters:
             flat_groups(self.optimizer_parameters)
         self._compiled_version = parameter.trainable_version
+        self._check_next_step = True
         #: the layers with a penalty of their own (l1/l2), each once
         self._penalized = [layer for layer in self.sublayers()
                            if type(layer).regularization_loss is not Layer.regularization_loss]
@@ -109,7 +115,9 @@ class Trainer:
 
     @metrics.setter
     def metrics(self, metrics: Sequence[Any]) -> None:
-        self.output_metrics = compile_metrics(list(metrics), self.output_names, self.losses)
+        output_metrics = compile_metrics(metrics, self.output_names, self.losses)
+        check_log_keys(self.output_names, metric_log_names(self.output_names, output_metrics))
+        self.output_metrics = output_metrics
 
     def _log_keys(self, validation: bool) -> list[str]:
         """The keys of the epoch logs ``fit`` will produce (callbacks check against them)."""
@@ -143,11 +151,16 @@ class Trainer:
     # ------------------------------------------------------------------ one step
     def train_step(self, x: Any, y: Any) -> Any:
         """One optimizer step on a batch (backend arrays, or lists of them for several
-        inputs/outputs); returns the loss (a 0-d device array)."""
+        inputs/outputs); returns the loss (a 0-d device array). The first call after
+        ``compile`` checks the outputs as ``fit`` does on its first batch (logits given to
+        a loss on probabilities, for one, are refused)."""
         self._check_compiled("train_step")
         xs = list(x) if self._multi_in else [x]
         ys = list(y) if self._multi_out else [y]
-        return self._train_step(xs, ys)[0]
+        check = "train_step" if getattr(self, "_check_next_step", True) else None
+        loss = self._train_step(xs, ys, check)[0]
+        self._check_next_step = False  # only once the check passed
+        return loss
 
     def _train_step(self, xs: list[Any], ys: list[Any],
                     check: str | None = None) -> tuple[Any, list[Any]]:
@@ -209,7 +222,7 @@ class Trainer:
         validation_data: tuple[Any, Any] | None = None,
         validation_split: float = 0.0,
         shuffle: bool = True,
-        callbacks: Sequence[Callback] = (),
+        callbacks: Sequence[Callback] | Callback = (),
         verbose: int = 1,
         seed: int | None = None,
         initial_epoch: int = 0,
@@ -222,9 +235,16 @@ class Trainer:
         ``seed`` seeds shuffling and dropout for a reproducible run. Resuming with
         ``initial_epoch > 0`` restores the random generator's state from the end of
         the previous fit (or from the loaded model file) instead of re-seeding, so
-        an interrupted and resumed run equals the uninterrupted one.
+        an interrupted and resumed run equals the uninterrupted one. ``callbacks`` is a
+        list of :class:`~dnn.callbacks.Callback` or a single one.
         """
         self._check_compiled("fit")
+        if callbacks is None:
+            callbacks = []
+        elif isinstance(callbacks, (list, tuple)):
+            callbacks = list(callbacks)
+        else:
+            callbacks = [callbacks]  # one callback, as Keras users often pass it
         for i, cb in enumerate(callbacks):
             if not isinstance(cb, Callback):
                 raise TypeError(f"fit: callbacks[{i}] must be a dnn.callbacks.Callback, got "
@@ -398,3 +418,53 @@ class Trainer:
         from dnn.io import load_weights
 
         load_weights(self, path)
+
+
+def _check_loss_weights(weights: list[Any], names: list[str]) -> list[float]:
+    """Finite numbers >= 0, at least one > 0: a negative weight is gradient ascent on that
+    loss, NaN/inf poison every step, and all zeros train nothing."""
+    label = (lambda i: "loss_weights") if len(names) == 1 else (
+        lambda i: f"loss_weights[{names[i]!r}]")
+    values = [check_number("compile", label(i), w, 0.0) for i, w in enumerate(weights)]
+    if values and not any(v > 0 for v in values):
+        raise ValueError(f"compile: at least one of loss_weights must be > 0, got {weights!r} "
+                         "(with every weight 0 nothing is trained)")
+    return values
+
+
+def _output_layer(tensor: Any) -> Any:
+    """The layer that produces a model output (looking into a nested one-output model)."""
+    layer = getattr(getattr(tensor, "node", None), "layer", None)
+    while layer is not None and isinstance(getattr(layer, "outputs", None), list) \
+            and len(layer.outputs) == 1 and hasattr(layer.outputs[0], "node"):
+        inner = getattr(layer.outputs[0].node, "layer", None) if layer.outputs[0].node else None
+        if inner is None or inner is layer:
+            break
+        layer = inner
+    return layer
+
+
+def _check_output_activations(model: Any, names: list[str]) -> None:
+    """A loss on logits after a Softmax/Sigmoid output layer applies the activation twice
+    (softmax of probabilities): it trains, slowly and to a wrong optimum, with no error.
+    Refuse the pairing at compile, naming the loss to use instead."""
+    from dnn.layers import Sigmoid, Softmax
+
+    try:
+        outputs = list(model.outputs)
+    except Exception:  # a model with no layers yet: fit reports it
+        return
+    for i, (tensor, loss) in enumerate(zip(outputs, model.losses)):
+        if not getattr(loss, "from_logits", False):
+            continue
+        layer = _output_layer(tensor)
+        for activation, prob_loss in ((Softmax, "CategoricalCrossentropy"),
+                                      (Sigmoid, "BinaryCrossentropy")):
+            if isinstance(layer, activation):
+                where = "" if len(names) == 1 else f"output {names[i]!r}: "
+                raise ValueError(
+                    f"compile: {where}{loss!r} reads the output as logits (raw scores) and "
+                    f"applies {activation.__name__.lower()} itself, but the model already ends "
+                    f"in a {activation.__name__} layer, so it would be applied twice. Use "
+                    f"{prob_loss}(from_logits=False) (the loss on probabilities) or drop the "
+                    f"final {activation.__name__} layer and keep {loss!r}")

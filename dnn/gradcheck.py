@@ -25,6 +25,9 @@ dropped term, a gradient of the wrong entry) gives errors from about 1e-3 to 1.
 The error is never larger than the older element-wise relative error
 |a_i − n_i| / max(|a_i| + |n_i|, 1e-8), which reported false alarms (1e-2 and
 more) wherever a correct gradient entry was near zero.
+
+A trainable parameter that backward leaves without a gradient (``grad is None``)
+fails the check: :class:`GradcheckError` names it.
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ def check_layer(layer: Layer, x: Any, *, training: bool = False, h: float = 1e-6
     layer.forward(xs, training=training, **kwargs)
     grad_x = layer.backward(probes if isinstance(y, (list, tuple)) else probes[0])
     params = [p for p in layer.parameters() if p.trainable]
-    analytic = [(backend.to_numpy(p.grad).copy(), p.data) for p in params]
+    analytic = [(_grad(p, layer), p.data) for p in params]
     pairs = [(backend.to_numpy(g), _numeric(objective, v, h))
              for v, g in zip(_list(xs), _list(grad_x)) if xp.isdtype(v.dtype, "real floating")]
     pairs += [(g, _numeric(objective, data, h)) for g, data in analytic]
@@ -122,8 +125,25 @@ def check_model_loss(model: Any, x: Any, y: Any, *, h: float = 1e-6) -> float:
         return float(model.compute_gradients(xs, ys, backward=False))
 
     model.compute_gradients(xs, ys)
-    analytic = [(backend.to_numpy(p.grad).copy(), p.data) for p in model.optimizer_parameters]
+    analytic = [(_grad(p, model), p.data) for p in model.optimizer_parameters]
     return _max_error([(g, _numeric(objective, data, h)) for g, data in analytic])
+
+
+def _grad(p: Any, owner: Any) -> np.ndarray:
+    """A trainable parameter's gradient as a host copy; a parameter that backward left
+    without one (``grad is None``) fails the check with its name."""
+    if p.grad is None:
+        who = owner.describe() if hasattr(owner, "describe") else type(owner).__name__
+        raise GradcheckError(
+            f"gradcheck: the trainable parameter {p.name!r} of {who} has no gradient "
+            "(grad is None) after backward: the layer's backward did not set it, so the "
+            "check fails for that parameter (its backward must call add_grad/set the "
+            "gradient, or the parameter must be frozen with trainable=False)")
+    return backend.to_numpy(p.grad).copy()
+
+
+class GradcheckError(AssertionError):
+    """A gradient check that cannot compare: a trainable parameter got no gradient."""
 
 
 def _list(value: Any) -> list[Any]:

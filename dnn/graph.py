@@ -9,7 +9,12 @@ A :class:`Node` is one application of a layer: the layer, the tensors it reads
 and the tensors it makes. One layer object may stand at several nodes (shared
 weights). A node's output shape is found by running the layer once on a probe
 batch of one sample of zeros, so every layer's own shape checks report a wrong
-connection at the moment it is made.
+connection at the moment it is made. Two exceptions run nothing: a model used
+as a layer gives its outputs' shapes from its own graph (``symbolic_outputs``),
+so nesting costs the node count, not a forward pass per level; and while a
+model file is loaded (:func:`symbolic_shapes`) every node's shape comes from its
+layer's ``output_shape`` (with the built-in layers' input checks made on shapes
+alone), so a file cannot make loading compute the activations it describes.
 
 Running (:class:`Graph`): forward visits the nodes in topological order, each
 with a fresh per-call context; backward visits them in reverse, summing the
@@ -21,9 +26,29 @@ layer whose input needs no gradient (the data) is told so through
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 from dnn import backend, parameter
+
+#: set while a model file is loaded: nodes get their shapes from ``layer.output_shape``
+#: alone, never from running the layer (a file must not make loading compute anything
+#: as large as the activations it describes)
+_symbolic_only: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "dnn_graph_symbolic_only", default=False)
+
+
+@contextlib.contextmanager
+def symbolic_shapes() -> Iterator[None]:
+    """While active (in this context), :func:`make_node` finds output shapes from the
+    layers' ``output_shape`` (and a model's own outputs) without running any layer."""
+    token = _symbolic_only.set(True)
+    try:
+        yield
+    finally:
+        _symbolic_only.reset(token)
 
 
 class SymbolicTensor:
@@ -99,7 +124,12 @@ def make_node(layer: Any, x: Any) -> Any:
             raise TypeError(f"{layer.describe()}: input {i} is a {type(t).__name__}; a layer "
                             "called on symbolic tensors needs all of its inputs symbolic")
     node = Node(layer, inputs, as_list)
-    shapes = _probe(node)
+    symbolic = getattr(layer, "symbolic_outputs", None)
+    shapes = None
+    if symbolic is not None and all(t.shape is not None for t in inputs):
+        shapes = symbolic(inputs)  # a model: its outputs are known without running it
+    if shapes is None:
+        shapes = _from_output_shape(node) if _symbolic_only.get() else _probe(node)
     node.outputs = [SymbolicTensor(shape, dtype, node) for shape, dtype in shapes]
     return node.outputs if getattr(layer, "returns_list", False) else node.outputs[0]
 
@@ -116,6 +146,84 @@ def _probe(node: Node) -> list[tuple[tuple[int | None, ...] | None, str | None]]
     y = node.layer.forward_with(Context(), node.args(values), training=False)
     ys = y if isinstance(y, (list, tuple)) else [y]
     return [((None, *tuple(v.shape)[1:]), _dtype_name(v.dtype)) for v in ys]
+
+
+def _from_output_shape(node: Node) -> list[tuple[tuple[int | None, ...] | None, str | None]]:
+    """Output (shape, dtype) pairs of the node from ``layer.output_shape`` alone (the
+    inputs' shapes checked where the layer states what it accepts); nothing runs."""
+    from dnn.errors import ShapeError
+
+    layer = node.layer
+    count = getattr(layer, "num_outputs", 1)
+    if any(t.shape is None for t in node.inputs):
+        return [(None, None)] * count
+    shapes = [(1, *t.shape[1:]) for t in node.inputs]
+    _check_inputs(layer, shapes, node.inputs)
+    out = layer.output_shape(shapes if node.as_list else shapes[0])
+    outs = list(out) if getattr(layer, "returns_list", False) else [out]
+    result = []
+    for shape in outs:
+        try:
+            dims = tuple(int(d) for d in shape)
+        except (TypeError, ValueError):
+            raise ShapeError(f"{layer.describe()}: output_shape gave {shape!r}, not a shape") from None
+        if not dims or any(d < 1 for d in dims[1:]):
+            raise ShapeError(f"{layer.describe()}: inputs of shapes {[t.shape for t in node.inputs]} "
+                             f"give an output of shape {(None, *dims[1:])}")
+        result.append(((None, *dims[1:]), _output_dtype(layer, node.inputs)))
+    if len(result) != count:
+        raise ShapeError(f"{layer.describe()}: output_shape gave {len(result)} shapes for "
+                         f"{count} outputs")
+    return result
+
+
+class _ShapeOnly:
+    """What a layer's shape checks read of an array (shape, ndim, dtype), without data."""
+
+    __slots__ = ("dtype", "ndim", "shape")
+
+    def __init__(self, shape: tuple[int, ...], dtype: Any) -> None:
+        self.shape, self.ndim, self.dtype = shape, len(shape), dtype
+
+
+def _check_inputs(layer: Any, shapes: list[tuple[int, ...]], inputs: list[SymbolicTensor]) -> None:
+    """The input checks the built-in layers make in ``forward``, on shapes alone."""
+    from dnn.errors import ShapeError
+    from dnn.layers.conv import check_nchw
+    from dnn.layers.merge import _Merge
+
+    shape = shapes[0]
+    if isinstance(layer, _Merge):
+        layer._check([_ShapeOnly(s, dtype_of(t)) for s, t in zip(shapes, inputs)])
+        return
+    if len(shapes) != 1:
+        raise TypeError(f"{layer.describe()}: expected one input, got a list of {len(shapes)}")
+    in_features = getattr(layer, "in_features", None)
+    if isinstance(in_features, int) and (len(shape) < 2 or shape[-1] != in_features):
+        raise ShapeError(f"{layer.describe()}: expected input of shape (batch, {in_features}), "
+                         f"got {(None, *shape[1:])}")
+    kernel = getattr(layer, "kernel_size", None)
+    if kernel is not None:
+        check_nchw(layer, _ShapeOnly(shape, None), getattr(layer, "in_channels", None),
+                   tuple(kernel), tuple(getattr(layer, "padding", (0, 0))))
+    if type(layer).__name__ == "GlobalAvgPool2D":
+        check_nchw(layer, _ShapeOnly(shape, None), None, (1, 1), (0, 0))
+    if getattr(layer, "input_dtype", None) == "int64" and inputs[0].dtype not in ("int32", "int64"):
+        raise ShapeError(f"{layer.describe()}: expected an integer input of token ids, got "
+                         f"dtype {inputs[0].dtype or 'float'}")
+
+
+def _output_dtype(layer: Any, inputs: list[SymbolicTensor]) -> str | None:
+    """The dtype a layer's output has without running it: layers that only move values
+    (reshape, dropout, identity) keep their input's; every other one computes in the
+    default float dtype."""
+    from dnn.layers.activations import Identity
+    from dnn.layers.dropout import Dropout
+    from dnn.layers.reshape import _ShapeOnly as Reshaping
+
+    if isinstance(layer, (Identity, Dropout, Reshaping)):
+        return inputs[0].dtype
+    return None
 
 
 def dtype_of(t: SymbolicTensor) -> Any:

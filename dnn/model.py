@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from dnn.errors import ShapeError
 from dnn.fitting import Trainer
 from dnn.graph import Graph, Input, SymbolicTensor, make_node
 from dnn.layers.base import Context, Layer, register
@@ -58,6 +59,7 @@ class Model(Trainer, Layer):
         names: dict[int, str] = {}
         taken = {layer.name for layer in layers if layer.name}
         counters: dict[str, int] = {}
+        seen: set[str] = set()  # the names given so far (a set: linear in the layer count)
         for layer in layers:
             name = layer.name
             if name is None:
@@ -69,10 +71,11 @@ class Model(Trainer, Layer):
                     if name not in taken:
                         break
                 taken.add(name)
-            elif name in names.values():
+            elif name in seen:
                 raise ValueError(f"{type(self).__name__}: two different layers are named "
                                  f"{name!r}; layer names must be unique within a model")
             names[id(layer)] = name
+            seen.add(name)
             if not getattr(layer, "_label", None) or layer.name is None:
                 layer._label = f"{name} ({type(layer).__name__})"
         return names
@@ -153,6 +156,24 @@ class Model(Trainer, Layer):
         batch = (input_shape[0] if not self._multi_in else input_shape[0][0]) if input_shape else None
         shapes = [(batch, *s[1:]) for s in shapes]
         return shapes if self._multi_out else shapes[0]
+
+    def symbolic_outputs(self, inputs: list[SymbolicTensor]
+                         ) -> list[tuple[tuple[int | None, ...] | None, str | None]] | None:
+        """The (shape, dtype) of each output when this model is applied to the symbolic
+        ``inputs`` (checked against its own Inputs), without running it: a model nested
+        in another costs its node count, not a forward pass. None when its own shapes
+        are unknown (a Sequential without an Input)."""
+        own = self.inputs
+        if not own or any(t.shape is None for t in own) or any(t.shape is None for t in self.outputs):
+            return None
+        if len(inputs) != len(own):
+            raise TypeError(f"{self.describe()}: expected {len(own)} input(s) "
+                            f"({', '.join(self.input_names)}), got {len(inputs)}")
+        for i, (given, mine) in enumerate(zip(inputs, own)):
+            if given.shape is not None and tuple(given.shape[1:]) != tuple(mine.shape[1:]):
+                raise ShapeError(f"{self.describe()}: input {i} must have shape "
+                                 f"{(None, *mine.shape[1:])}, got {(None, *given.shape[1:])}")
+        return [((None, *t.shape[1:]), t.dtype) for t in self.outputs]
 
     def output_width(self, index: int, xs: list[Any]) -> int | None:
         """Size of the last axis of output ``index`` for inputs like ``xs`` (None if unknown)."""

@@ -6,6 +6,7 @@ A layer used at several nodes counts its parameters once (its later rows say
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 from dnn import backend
@@ -16,6 +17,7 @@ from dnn.layers.base import Context
 
 def summarize(model: Any, input_shape: tuple[int, ...] | None = None) -> str:
     """The summary table of ``model`` as text."""
+    _check_input_shape(input_shape)
     sequential = getattr(model, "is_chain", False)
     names = {id(layer): name for name, layer in model.named_children()}
     shapes = _output_shapes(model, input_shape)
@@ -44,6 +46,25 @@ def summarize(model: Any, input_shape: tuple[int, ...] | None = None) -> str:
     lines.append(f"total parameters: {total:,} (trainable: {trainable:,}, "
                  f"non-trainable: {total - trainable:,})")
     return "\n".join(lines)
+
+
+def _check_input_shape(input_shape: Any) -> None:
+    """Refuse an ``input_shape`` that is not a tuple with the batch axis, e.g. ``784``."""
+    if input_shape is None:
+        return
+    example = "e.g. summary(input_shape=(1, 784)) or (1, 1, 28, 28) for images"
+    if isinstance(input_shape, numbers.Integral):
+        raise TypeError(f"summary: input_shape must be a tuple that includes the batch axis, "
+                        f"got the int {input_shape!r}; write (1, {input_shape}) ({example})")
+    if not isinstance(input_shape, (tuple, list)):
+        raise TypeError(f"summary: input_shape must be a tuple that includes the batch axis "
+                        f"({example}), got {type(input_shape).__name__} {input_shape!r}")
+    sizes = list(input_shape)
+    if len(sizes) < 2 or not all(
+            (isinstance(n, numbers.Integral) and not isinstance(n, bool) and n > 0)
+            or (i == 0 and n is None) for i, n in enumerate(sizes)):
+        raise ValueError(f"summary: input_shape must be a tuple of positive ints that includes "
+                         f"the batch axis ({example}), got {tuple(sizes)!r}")
 
 
 def _source(model: Any, tensor: Any, names: dict[int, str]) -> str:

@@ -118,6 +118,10 @@ def compile_metrics(metrics: Any, names: list[str], losses: list[Any]) -> list[l
     from dnn import metrics as metric_lib
 
     losses = list(losses) or [None] * len(names)  # the metrics setter may run before compile
+    if metrics is None:
+        metrics = []
+    elif isinstance(metrics, (str, metric_lib.Metric)) or isinstance(metrics, type):
+        metrics = [metrics]  # one metric, as Keras users write compile(metrics="accuracy")
     if isinstance(metrics, dict) or (
             isinstance(metrics, (list, tuple)) and len(names) > 1
             and all(isinstance(m, (list, tuple)) for m in metrics) and metrics):
@@ -151,6 +155,26 @@ def metric_log_names(names: list[str], output_metrics: list[list[Any]]) -> list[
     return items
 
 
+def check_log_keys(names: list[str], items: list[tuple[str, Any]]) -> None:
+    """Refuse output and metric names whose training log keys start with ``val_``: ``fit``
+    logs validation results as ``val_<key>``, so an output named ``val`` (training key
+    ``val_loss``) or a metric named ``val_accuracy`` would overwrite or be overwritten by a
+    validation entry in the History."""
+    if len(names) > 1:
+        for name in names:
+            if f"{name}_loss".startswith("val_"):
+                raise ValueError(
+                    f"compile: the output named {name!r} would log its loss as "
+                    f"'{name}_loss', which clashes with the validation keys fit writes "
+                    "('val_<key>'); give the output layer another name (not 'val' or 'val_...')")
+    for key, metric in items:
+        if key.startswith("val_"):
+            raise ValueError(
+                f"compile: the metric named {metric.name!r} would log as {key!r}, which clashes "
+                "with the validation keys fit writes ('val_<key>'); give the metric a name that "
+                "does not start with 'val_'")
+
+
 def check_fit_inputs(model: Any, x: Any, y: Any, where: str = "fit") -> tuple[list[Any], list[Any]]:
     """Validate (x, y) once per call and move them to the backend, as one list of
     arrays per model input and one per output.
@@ -176,9 +200,32 @@ def check_fit_inputs(model: Any, x: Any, y: Any, where: str = "fit") -> tuple[li
         _check_finite(v, name, where)
     ys = [_integral_labels(loss, v, name, where)
           for v, loss, name in zip(ys, model.losses, _labels("y", model.output_names))]
-    for i, (v, loss) in enumerate(zip(ys, model.losses)):
+    for i, (v, loss, name) in enumerate(zip(ys, model.losses, _labels("y", model.output_names))):
         _check_targets(loss, model.output_width(i, xs), v, where)
+        _check_binary_targets(loss, v, name, where)
     return xs, ys
+
+
+def _check_binary_targets(loss: Any, y: Any, name: str, where: str) -> None:
+    """A binary cross-entropy reads targets as 0/1 labels or probabilities: values outside
+    [0, 1] (class 2 of a three-class problem, say) are refused, not trained on silently."""
+    from dnn.losses import BinaryCrossentropy, SigmoidBinaryCrossentropy
+
+    if not isinstance(loss, (BinaryCrossentropy, SigmoidBinaryCrossentropy)) or y.shape[0] == 0:
+        return
+    xp = backend.xp
+    if xp.isdtype(y.dtype, "bool"):
+        return
+    low, high = (float(v) for v in backend.to_numpy(xp.stack(
+        [xp.astype(xp.min(y), xp.float64), xp.astype(xp.max(y), xp.float64)])))
+    if low < 0.0 or high > 1.0:
+        flat = xp.reshape(y, (-1,))
+        first = int(xp.nonzero((flat < 0) | (flat > 1))[0][0])
+        raise ValueError(
+            f"{where}: {type(loss).__name__} reads {name} as 0/1 labels or probabilities in "
+            f"[0, 1], got values from {low:g} to {high:g} (the first bad one, "
+            f"{float(flat[first]):g}, at flat index {first}); for more than two classes use an "
+            "output with one unit per class and SoftmaxCrossEntropy")
 
 
 def _integral_labels(loss: Any, y: Any, name: str, where: str) -> Any:

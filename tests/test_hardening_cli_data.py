@@ -111,16 +111,88 @@ def test_image_shape_is_checked_before_the_pixels(tmp_path):
 
 
 def test_loader_with_check_false_refuses_a_bomb(tmp_path):
-    """check=False skips the SHA-256; the header-first reader still bounds the damage."""
+    """check=False skips the SHA-256; the headers are cross-checked before any payload is read."""
     folder = tmp_path / "mnist"
     folder.mkdir()
-    for name in mnist_module.FILES:
-        (folder / name).write_bytes(b"")
     _gzip_bomb(folder / mnist_module.FILES[0], _header(IMAGES_MAGIC, (5, 28, 28)) + bytes(5 * 784),
                32 << 20)
+    _gzip_bomb(folder / mnist_module.FILES[1], _header(LABELS_MAGIC, (5,)) + bytes(5), 0)
+    for name in mnist_module.FILES[2:]:
+        (folder / name).write_bytes(b"")
     peak, message = _peak_while(lambda: load_mnist(tmp_path, download=False, check=False))
-    assert "trailing" in message and mnist_module.FILES[0] in message
+    assert "train split's headers announce 5 samples" in message and "60,000" in message
+    assert mnist_module.FILES[0] in message and mnist_module.FILES[1] in message
     assert peak < 4 << 20
+
+
+def _official_split(folder: Path, split: str, images: int, labels: int, bomb: int = 0) -> None:
+    """Gzipped IDX files of ``split`` whose headers announce ``images``/``labels`` samples;
+    the image stream really inflates ``bomb`` bytes of zeros after the header."""
+    i = 0 if split == "train" else 2
+    _gzip_bomb(folder / mnist_module.FILES[i], _header(IMAGES_MAGIC, (images, 28, 28)), bomb)
+    _gzip_bomb(folder / mnist_module.FILES[i + 1], _header(LABELS_MAGIC, (labels,)), 0)
+
+
+_RLIMIT_CHILD = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (500 << 20, 500 << 20))
+from dnn.datasets import DatasetError, load_fashion_mnist
+from dnn.datasets.idx import read_idx_images
+try:
+    {call}
+except DatasetError as exc:
+    print("DatasetError:", exc)
+except BaseException as exc:
+    print("RAW", type(exc).__name__, exc)
+"""
+
+
+def _under_500mb(call: str) -> subprocess.CompletedProcess:
+    return run(code=_RLIMIT_CHILD.format(call=call),
+               env={"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"})
+
+
+@pytest.fixture(scope="module")
+def header_matching_bomb(tmp_path_factory):
+    """A 0.76 MB folder whose train images announce (and inflate to) 1M 28x28 images."""
+    home = tmp_path_factory.mktemp("bomb")
+    folder = home / "fashion-mnist"
+    folder.mkdir()
+    _official_split(folder, "train", 1_000_000, 60000, bomb=784_000_000)
+    _official_split(folder, "test", 10000, 10000)
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 1_000_000
+    return home
+
+
+def test_header_matching_gzip_bomb_is_refused_from_the_headers(header_matching_bomb):
+    home = header_matching_bomb
+    peak, message = _peak_while(lambda: mnist_module.load_fashion_mnist(home, download=False,
+                                                                         check=False))
+    assert "1,000,000 images" in message and "60,000 labels" in message
+    assert "train split" in message and peak < 4 << 20
+    # the same under a 500 MB address-space limit, in a fresh interpreter
+    result = _under_500mb(f"load_fashion_mnist({str(home)!r}, download=False, check=False)")
+    assert result.stdout.startswith("DatasetError:"), result.stdout + result.stderr
+    assert "1,000,000 images" in result.stdout
+
+
+def test_official_counts_are_checked_before_the_payload(tmp_path):
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
+    _official_split(folder, "train", 1_000_000, 1_000_000, bomb=8 << 20)  # consistent, not official
+    _official_split(folder, "test", 10000, 10000)
+    peak, message = _peak_while(lambda: mnist_module.load_fashion_mnist(tmp_path, download=False,
+                                                                         check=False))
+    assert "1,000,000 samples" in message and "fashion-mnist has 60,000" in message
+    assert peak < 4 << 20
+
+
+def test_memory_error_while_reading_names_the_file(header_matching_bomb):
+    path = header_matching_bomb / "fashion-mnist" / mnist_module.FILES[0]
+    result = _under_500mb(f"read_idx_images({str(path)!r})")
+    assert result.stdout.startswith("DatasetError:"), result.stdout + result.stderr
+    assert str(path) in result.stdout and "out of memory" in result.stdout
+    assert "RAW" not in result.stdout and "Traceback" not in result.stderr
 
 
 class _Endless(http.server.BaseHTTPRequestHandler):
@@ -522,3 +594,145 @@ def test_memory_measurement_passes_in_a_fresh_interpreter():
     assert result.returncode == 0, result.stdout[-3000:]
     assert "1 passed" in result.stdout
 
+
+
+# ====================================================================== names, nesting, CLI, checkpoints
+@pytest.mark.parametrize("name, why", [
+    ("a\x00b", "control/unprintable character '\\\\x00'"),
+    ("a\nb", "control/unprintable character '\\\\n'"),
+    ("x" * 70_000, "70,000 characters"),
+    ("x" * 101, "101 characters"),
+    ("a.b", "'.' and '/'"),
+    ("", "empty"),
+])
+def test_layer_names_are_validated(name, why):
+    with pytest.raises(ValueError, match=f"Dense: name must be.*{why}"):
+        dnn.layers.Dense(2, 2, name=name)
+    assert dnn.layers.Dense(2, 2, name="x" * 100).name == "x" * 100
+    assert dnn.layers.Dense(2, 2, name="encoder 1").name == "encoder 1"
+
+
+def test_bad_layer_name_in_a_file_is_refused(tmp_path):
+    path = tmp_path / "m.dnn"
+    inputs = dnn.Input((2,))
+    dnn.Model(inputs, dnn.layers.Dense(2, 2, name="enc")(inputs)).save(path)
+    with np.load(path) as f:
+        members = {k: f[k] for k in f.files}
+    meta = members["__dnn__"].tobytes().decode()
+    assert meta.count('"enc"') == 2  # the layer list and the node
+    members["__dnn__"] = np.frombuffer(meta.replace('"enc"', '"e\\u0000c"').encode(), np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **members)
+    with pytest.raises(ValueError, match="control/unprintable"):
+        dnn.load_model(path)
+
+
+def test_saving_a_deeply_nested_model_is_a_serialization_error(tmp_path):
+    model = dnn.Sequential([dnn.layers.Dense(2, 2)])
+    for _ in range(sys.getrecursionlimit() // 4):
+        model = dnn.Sequential([model])
+    for save in (dnn.io.save_model, dnn.io.save_weights):
+        path = tmp_path / f"{save.__name__}.dnn"
+        with pytest.raises(dnn.SerializationError, match="nested too deeply to save") as info:
+            save(model, path)
+        assert str(path) in str(info.value)
+        assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("flag", ["--save", "--plot"])
+def test_empty_save_and_plot_are_refused(flag):
+    result = run("train", "spiral", "--epochs", "1", flag, "", timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"argument {flag}: expected" in result.stderr and "empty value" in result.stderr
+    assert result.stdout == ""
+
+
+def test_batch_larger_than_the_data_is_one_batch():
+    result = run("train", "spiral", "--epochs", "1", "--batch-size", "100000000", "-q", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "batch 3000," in result.stdout
+
+
+def test_memory_estimate_blames_the_batch_size(monkeypatch):
+    from dnn import cli
+    from dnn.cli import checks
+
+    monkeypatch.setattr(checks, "memory_bytes", lambda: 100_000_000)
+    parser = cli.build_parser()
+    args = parser.parse_args(["train", "mnist", "--batch-size", "100000000"])
+    with pytest.raises(SystemExit):
+        checks.validate_train(args, parser)
+    # the estimate used the 60,000 training images, not 100,000,000
+    args = parser.parse_args(["train", "mnist", "--batch-size", "100000000"])
+    errors = []
+    monkeypatch.setattr(parser, "error", lambda message: errors.append(message) or sys.exit(2))
+    with pytest.raises(SystemExit):
+        checks.validate_train(args, parser)
+    assert errors[0].startswith("argument --batch-size: --batch-size 100000000")
+    assert "a batch of 60,000" in errors[0] and "such as 128" in errors[0]
+    assert "--hidden" not in errors[0]
+
+
+def test_broken_matplotlib_fails_up_front(tmp_path):
+    (tmp_path / "matplotlib").mkdir()
+    (tmp_path / "matplotlib" / "__init__.py").write_text("raise ImportError('broken build')\n")
+    result = run("train", "spiral", "--plot", str(tmp_path / "plots"),
+                 env={"PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO}"})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "argument --plot: needs matplotlib, which is installed but cannot be imported" in result.stderr
+    assert "ImportError: broken build" in result.stderr and result.stdout == ""
+    assert not (tmp_path / "plots").exists()
+
+
+def _fit_with(path: str, **kw):
+    model = dnn.Sequential([dnn.layers.Dense(3, 2)])
+    model.compile(loss="mse", optimizer="sgd")
+    x, y = np.zeros((8, 3), np.float32), np.zeros((8, 2), np.float32)
+    ckpt = dnn.callbacks.ModelCheckpoint(path)
+    model.fit(x, y, callbacks=[ckpt], verbose=0, **kw)
+    return ckpt
+
+
+@pytest.mark.parametrize("template, message", [
+    ("{loss:d}.dnn", r"cannot fill in the path .*Unknown format code 'd'"),
+    ("{}.dnn", r"positional field"),
+    ("{0}.dnn", r"positional field"),
+    ("{loss.dnn", r"not a valid format string"),
+])
+def test_checkpoint_format_errors_name_the_callback(tmp_path, template, message):
+    path = str(tmp_path / template)
+    with pytest.raises(ValueError, match=message) as info:
+        _fit_with(path)
+    assert str(info.value).startswith("ModelCheckpoint: ") and repr(path) in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_checkpoint_check_creates_no_value_dependent_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ckpt = dnn.callbacks.ModelCheckpoint("out/{val_loss}/x.dnn")
+    ckpt.set_params({"log_keys": ["loss", "val_loss"]})
+    ckpt.on_train_begin()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and list((tmp_path / "out").iterdir()) == []
+    ckpt = dnn.callbacks.ModelCheckpoint("{val_loss}/x.dnn")
+    ckpt.set_params({"log_keys": ["loss", "val_loss"]})
+    ckpt.on_train_begin()
+    assert not (tmp_path / "0.0").exists()
+    # a fixed folder that cannot be written is still refused up front
+    (tmp_path / "file").write_text("")
+    ckpt = dnn.callbacks.ModelCheckpoint("file/{val_loss}/x.dnn")
+    ckpt.set_params({"log_keys": ["loss", "val_loss"]})
+    with pytest.raises(OSError):
+        ckpt.on_train_begin()
+
+
+@pytest.mark.parametrize("shape, error, message", [
+    (784, TypeError, r"tuple that includes the batch axis, got the int 784; write \(1, 784\)"),
+    ((784,), ValueError, r"includes the batch axis"),
+    ("784", TypeError, r"got str"),
+    ((1, -3), ValueError, r"positive ints"),
+])
+def test_summary_input_shape_must_be_a_tuple_with_the_batch_axis(shape, error, message):
+    model = dnn.Sequential([dnn.layers.Dense(784, 10)])
+    with pytest.raises(error, match=message):
+        model.summary(shape)
+    model.summary((1, 784))

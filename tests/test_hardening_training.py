@@ -192,7 +192,7 @@ def test_a_zero_rate_from_a_warmup_or_a_finished_cosine_is_allowed(backend_name)
     (lambda: SGD(lr=0.1, weight_decay=math.nan), "SGD: weight_decay must be a finite number >= 0"),
     (lambda: SGD(lr=0.1, clipnorm=math.nan), "SGD: clipnorm must be a finite number > 0"),
     (lambda: SGD(lr=0.1, clipvalue=math.inf), "clipvalue"),
-    (lambda: Adam(eps=-1e-8), "Adam: eps must be a finite number >= 0, got -1e-08"),
+    (lambda: Adam(eps=-1e-8), r"Adam: eps must be a finite number > 0 .*got -1e-08"),
     (lambda: Adam(eps=math.nan), "Adam: eps"),
     (lambda: Adam(betas=0.9), r"Adam: betas must be a pair \(beta1, beta2\)"),
     (lambda: Adam(betas=(0.9, math.nan)), r"betas\[1\] must be in \[0, 1\), got nan"),
@@ -465,3 +465,174 @@ def test_gradcheck_error_is_relative_to_the_array_scale():
     assert _max_error([(numeric, numeric), (zero, noise)]) < 1e-6  # measured against the check
     assert _max_error([(numeric, numeric), (zero + 1e-2, zero)]) > 1e-3
     assert _max_error([]) == 0.0
+
+
+# ------------------------------------------------------------------ 8. second round
+def test_train_step_checks_logits_given_to_a_loss_on_probabilities_once(backend_name):
+    x, y = _data(16)
+    model = dnn.Sequential([L.Dense(4, 3)])
+    model.compile("sparse_categorical_crossentropy", SGD(lr=0.1))
+    xb, yb = backend.asarray(x), backend.asarray(y)
+    with pytest.raises(ValueError, match=r"train_step: CategoricalCrossentropy.*logits"):
+        model.train_step(xb, yb)
+    model.compile(SoftmaxCrossEntropy(), SGD(lr=0.1))
+    model.train_step(xb, yb)
+    assert model._check_next_step is False  # checked once, not every step
+    model.compile(CategoricalCrossentropy(), SGD(lr=0.1))
+    assert model._check_next_step is True  # compile resets it
+    with pytest.raises(ValueError, match="train_step"):
+        model.train_step(xb, yb)
+
+
+@pytest.mark.parametrize(("activation", "loss", "fix"), [
+    (L.Softmax, SoftmaxCrossEntropy(), r"CategoricalCrossentropy\(from_logits=False\)"),
+    (L.Softmax, CategoricalCrossentropy(from_logits=True), "CategoricalCrossentropy"),
+    (L.Sigmoid, SigmoidBinaryCrossentropy(), r"BinaryCrossentropy\(from_logits=False\)"),
+    (L.Sigmoid, BinaryCrossentropy(from_logits=True), "drop the final Sigmoid"),
+])
+def test_logits_loss_after_an_output_activation_is_refused_at_compile(activation, loss, fix):
+    model = dnn.Sequential([L.Dense(4, 3), activation()])
+    with pytest.raises(ValueError, match=fix):
+        model.compile(loss, "sgd")
+    model.compile(CategoricalCrossentropy() if activation is L.Softmax else BinaryCrossentropy(),
+                  "sgd")  # the loss on probabilities is fine
+
+
+def test_logits_loss_after_softmax_is_refused_per_output():
+    inp = dnn.Input((4,))
+    a = L.Softmax(name="a")(L.Dense(4, 3)(inp))
+    b = L.Dense(4, 1, name="b")(inp)
+    model = dnn.Model(inp, [a, b])
+    with pytest.raises(ValueError, match=r"output 'a'.*Softmax"):
+        model.compile([SoftmaxCrossEntropy(), "mse"], "sgd")
+    model.compile([CategoricalCrossentropy(), SigmoidBinaryCrossentropy()], "sgd")
+
+
+@pytest.mark.parametrize("loss", [SigmoidBinaryCrossentropy(), BinaryCrossentropy(from_logits=True)])
+def test_binary_losses_refuse_targets_outside_0_1(backend_name, loss):
+    x, _ = _data(16)
+    y = (np.arange(16) % 3).astype(np.float32)[:, None]  # labels 0, 1, 2
+    model = dnn.Sequential([L.Dense(4, 1)])
+    model.compile(loss, SGD(lr=0.1))
+    with pytest.raises(ValueError, match=r"fit: .*in \[0, 1\], got values from 0 to 2.*index 2"):
+        model.fit(x, y, verbose=0)
+    with pytest.raises(ValueError, match=r"evaluate: .*\[0, 1\]"):
+        model.evaluate(x, y)
+    model.fit(x, np.clip(y, 0, 1), verbose=0)
+    model.fit(x, np.full_like(y, 0.3), verbose=0)  # probabilities as targets are fine
+
+
+@pytest.mark.parametrize("metric", [lambda: ConfusionMatrix(2), lambda: ConfusionMatrix(3),
+                                    dnn.metrics.Precision, Accuracy, BinaryAccuracy])
+def test_binary_metrics_count_labels_outside_0_1(backend_name, metric):
+    pred = backend.asarray(np.array([0.1, 0.9, 0.8, 0.2], dtype=np.float32))
+    m = metric()
+    m.update(pred, backend.asarray(np.array([0, 1, 2, 0])))  # 1-D labels with a 2
+    with pytest.raises(ValueError, match=r"1 of 4 targets of a binary .*outside \[0, 1\]"):
+        m.result()
+    m.reset()
+    m.update(pred[:, None], backend.asarray(np.array([[0], [1], [1], [0]])))
+    m.result()  # in range: no error
+
+
+def test_mse_model_with_one_column_and_three_labels_is_caught_by_the_confusion_matrix(backend_name):
+    x, _ = _data(16)
+    y = (np.arange(16) % 3).astype(np.float32)[:, None]
+    model = dnn.Sequential([L.Dense(4, 1)])
+    model.compile("mse", SGD(lr=0.01), metrics=[ConfusionMatrix(num_classes=3)])
+    with pytest.raises(ValueError, match="outside \\[0, 1\\]"):
+        model.evaluate(x, y)
+
+
+@pytest.mark.parametrize("weights", [[-1.0], [math.nan], [math.inf], [0.0], ["1"], [True]])
+def test_loss_weights_must_be_finite_non_negative_and_not_all_zero(weights):
+    model = dnn.Sequential([L.Dense(4, 3)])
+    with pytest.raises(ValueError, match="loss_weights"):
+        model.compile(SoftmaxCrossEntropy(), "sgd", loss_weights=weights)
+    model.compile(SoftmaxCrossEntropy(), "sgd", loss_weights=[0.5])
+
+
+def test_loss_weights_may_zero_one_output_of_several():
+    inp = dnn.Input((4,))
+    model = dnn.Model(inp, [L.Dense(4, 3, name="a")(inp), L.Dense(4, 1, name="b")(inp)])
+    model.compile([SoftmaxCrossEntropy(), "mse"], "sgd", loss_weights={"a": 1.0, "b": 0.0})
+    with pytest.raises(ValueError, match=r"loss_weights\['b'\]"):
+        model.compile([SoftmaxCrossEntropy(), "mse"], "sgd", loss_weights={"a": 1.0, "b": -2})
+
+
+@pytest.mark.parametrize("make", [
+    lambda init: L.Dense(4, 8, init=init),
+    lambda init: L.Conv2D(1, 2, 3, init=init),
+])
+def test_model_with_a_custom_initializer_saves_and_loads(backend_name, tmp_path, make):
+    layer = make(lambda shape: backend.asarray(np.full(shape, 0.25, dtype=np.float32)))
+    model = dnn.Sequential([layer])
+    model.compile("mse", "sgd")
+    assert layer.get_config()["init"] in ("glorot_uniform", "he_uniform")
+    path = tmp_path / "m.dnn"
+    model.save(str(path))
+    loaded = dnn.load_model(str(path))
+    for a, b in zip(model.parameters(), loaded.parameters()):
+        np.testing.assert_array_equal(_np(a.data), _np(b.data))
+
+
+def test_builtin_initializer_function_keeps_its_name():
+    assert L.Dense(4, 8, init=dnn.init.he_normal).get_config()["init"] == "he_normal"
+
+
+@pytest.mark.parametrize("make", [lambda eps: Adam(eps=eps), lambda eps: RMSprop(eps=eps),
+                                  lambda eps: Adagrad(eps=eps), lambda eps: NAdam(eps=eps)])
+@pytest.mark.parametrize("eps", [0, 0.0, -1e-8, math.nan])
+def test_adaptive_optimizers_refuse_eps_zero(make, eps):
+    with pytest.raises(ValueError, match=r"eps must be a finite number > 0.*sqrt\(v\) \+ eps"):
+        make(eps)
+
+
+def test_single_callback_and_single_metric_are_wrapped(backend_name):
+    x, y = _data(16)
+    seen = []
+    model = dnn.Sequential([L.Dense(4, 3)])
+    model.compile(SoftmaxCrossEntropy(), SGD(lr=0.1), metrics="accuracy")
+    assert [m.name for m in model.metrics] == ["accuracy"]
+    model.compile(SoftmaxCrossEntropy(), SGD(lr=0.1), metrics=dnn.metrics.F1())
+    assert [m.name for m in model.metrics] == ["f1"]
+    model.fit(x, y, verbose=0,
+              callbacks=dnn.callbacks.LambdaCallback(on_epoch_end=lambda e, logs: seen.append(e)))
+    assert seen == [0]
+    with pytest.raises(TypeError, match=r"callbacks\[0\] must be a dnn.callbacks.Callback.*"
+                                        "LambdaCallback"):
+        model.fit(x, y, verbose=0, callbacks=print)
+    model.metrics = "accuracy"
+    assert [m.name for m in model.metrics] == ["accuracy"]
+
+
+def test_output_or_metric_names_that_clash_with_validation_keys_are_refused():
+    inp = dnn.Input((4,))
+    model = dnn.Model(inp, [L.Dense(4, 3, name="val")(inp), L.Dense(4, 3, name="b")(inp)])
+    with pytest.raises(ValueError, match=r"output named 'val'.*'val_loss'"):
+        model.compile(SoftmaxCrossEntropy(), "sgd")
+
+    class ValAccuracy(Accuracy):
+        name = "val_accuracy"
+
+    single = dnn.Sequential([L.Dense(4, 3)])
+    with pytest.raises(ValueError, match="metric named 'val_accuracy'"):
+        single.compile(SoftmaxCrossEntropy(), "sgd", metrics=[ValAccuracy()])
+    single.compile(SoftmaxCrossEntropy(), "sgd", metrics=["accuracy"])
+    with pytest.raises(ValueError, match="metric named 'val_accuracy'"):
+        single.metrics = [ValAccuracy()]
+    assert [m.name for m in single.metrics] == ["accuracy"]
+
+
+class _NoWeightGrad(L.Dense):
+    def backward_with(self, ctx, grad):
+        out = super().backward_with(ctx, grad)
+        self.weight.grad = None
+        return out
+
+
+def test_gradcheck_reports_a_parameter_left_without_a_gradient(float64):
+    from dnn.gradcheck import GradcheckError
+
+    with pytest.raises(GradcheckError, match=r"parameter 'weight' .*no gradient \(grad is None\)"):
+        dnn.gradcheck(_NoWeightGrad(4, 3), _x(5, 4))

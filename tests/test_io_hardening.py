@@ -14,6 +14,7 @@ tested at its mechanism (not only the one example that was reported).
 from __future__ import annotations
 
 import errno
+import gc
 import io
 import json
 import os
@@ -205,15 +206,190 @@ CRAFTED = {
     "batchnorm": _seq([{"type": "BatchNorm", "config": {"num_features": 10**9}}]),
     "conv": _seq([{"type": "Conv2D", "config": {"in_channels": 4096, "out_channels": 4096,
                                                 "kernel_size": 9}}]),
-    # shapes of the inputs: a graph runs one sample through each layer to find its shapes
-    "huge-input": _seq([{"type": "ReLU", "config": {}}],
-                       input={"shape": [2**20, 2**20], "dtype": None, "name": None}),
     "graph-model": {"type": "Model", "config": {
         "layers": [{"name": "d", "layer": _dense(2**15, 2**15)}],
         "inputs": [{"shape": [2**15], "dtype": None, "name": None}],
         "nodes": [{"layer": "d", "inputs": [0], "list": False}], "outputs": [1],
         "multi_input": False, "multi_output": False}},
 }
+
+
+def _graph(layer, shape, dtype=None):
+    """A one-node graph model: ``layer`` applied to one Input of ``shape``."""
+    return {"type": "Model", "config": {
+        "layers": [{"name": "l", "layer": layer}],
+        "inputs": [{"shape": shape, "dtype": dtype, "name": None}],
+        "nodes": [{"layer": "l", "inputs": [0], "list": False}], "outputs": [1],
+        "multi_input": False, "multi_output": False}}
+
+
+# small layers whose activations are huge: loading runs no layer, so it allocates none of
+# them (the files either load, weights missing aside, or are refused; never ~1 GiB)
+ACTIVATIONS = {
+    "huge-input": _seq([{"type": "ReLU", "config": {}}],
+                       input={"shape": [2**20, 2**20], "dtype": None, "name": None}),
+    "dense-wide-output": _graph(_dense(1, 1024), [262144, 1]),
+    "conv-wide-output": _graph({"type": "Conv2D", "config": {
+        "in_channels": 1, "out_channels": 256, "kernel_size": 1}}, [1, 1024, 1024]),
+    "embedding-many-ids": _graph({"type": "Embedding", "config": {
+        "num_embeddings": 1, "dim": 1024}}, [262144], "int64"),
+    "sequential-dense-wide": _seq([_dense(1, 1024)],
+                                  input={"shape": [262144, 1], "dtype": None, "name": None}),
+}
+
+
+def _load_in_child(paths, timeout=120) -> dict[str, str]:
+    env = {**os.environ, "DNN_BACKEND": "numpy", "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", _CHILD, *map(str, paths)], capture_output=True,
+                          text=True, env=env, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's")
+def test_loading_never_computes_the_activations_a_file_describes(tmp_path):
+    """Each file is a few KB; its layer's one-sample output would be ~1 GiB. Under a 200 MB
+    limit, loading either refuses (SerializationError: here, the arrays are missing) or
+    loads; it never runs out of memory."""
+    paths = [_file(tmp_path / f"{name}.dnn", arch) for name, arch in ACTIVATIONS.items()]
+    assert max(p.stat().st_size for p in paths) < 4096
+    results = _load_in_child(paths)
+    for path in paths:
+        result = results[str(path)]
+        assert result == "loaded" or result.startswith(f"refused: {path}: "), (path.name, result)
+        assert "MemoryError" not in result and "budget" not in result, result
+        assert "would allocate" not in result, result  # nothing was even attempted
+
+
+def test_a_file_with_the_weights_of_a_wide_layer_loads_without_running_it(tmp_path, monkeypatch):
+    """With its arrays present, a model whose activations are huge loads (and no layer runs)."""
+    dnn.set_backend("numpy")
+    path = _file(tmp_path / "wide.dnn", ACTIVATIONS["dense-wide-output"],
+                 arrays=[("state/l.weight", np.ones((1, 1024), np.float32)),
+                         ("state/l.bias", np.zeros(1024, np.float32))])
+    monkeypatch.setattr(L.Dense, "forward_with", lambda *a, **k: pytest.fail("a layer ran"))
+    model = dnn.load_model(path, compile=False)
+    assert model.outputs[0].shape == (None, 262144, 1024)
+
+
+@pytest.mark.parametrize("arch, pattern", [
+    (_graph(_dense(3, 2), [4]), "expected input of shape"),
+    (_graph({"type": "Conv2D", "config": {"in_channels": 3, "out_channels": 2,
+                                          "kernel_size": 3}}, [2, 8, 8]), "input channels"),
+    (_graph({"type": "Conv2D", "config": {"in_channels": 1, "out_channels": 2,
+                                          "kernel_size": 5}}, [1, 2, 2]), "smaller than the kernel"),
+    (_graph({"type": "MaxPool2D", "config": {"kernel_size": 2}}, [4]), "4-D input"),
+    (_graph({"type": "Embedding", "config": {"num_embeddings": 4, "dim": 2}}, [3]), "integer"),
+    (_graph({"type": "LayerNorm", "config": {"normalized_shape": [5]}}, [4]), "LayerNorm|shape"),
+    (_graph({"type": "Reshape", "config": {"shape": [7]}}, [4]), "Reshape|reshape|shape"),
+    (_graph({"type": "LSTM", "config": {"input_size": 3, "hidden_size": 2}}, [5, 4]), "time"),
+    ({"type": "Model", "config": {
+        "layers": [{"name": "a", "layer": {"type": "Add", "config": {}}}],
+        "inputs": [{"shape": [3], "dtype": None, "name": None},
+                   {"shape": [4], "dtype": None, "name": None}],
+        "nodes": [{"layer": "a", "inputs": [0, 1], "list": True}], "outputs": [2],
+        "multi_input": True, "multi_output": False}}, "same shape"),
+])
+def test_symbolic_loading_still_checks_every_connection(arch, pattern, tmp_path):
+    """Shapes come from output_shape while loading; a wrong connection is still refused."""
+    dnn.set_backend("numpy")
+    with pytest.raises(dnn.SerializationError, match=pattern):
+        dnn.load_model(_file(tmp_path / "bad.dnn", arch), compile=False)
+
+
+def _built_symbolically(model, x):
+    """A model rebuilt from its config while loading gives the shapes the probe gives."""
+    from dnn.graph import symbolic_shapes
+
+    with symbolic_shapes():
+        rebuilt = type(model).from_config(model.get_config())
+    assert [t.shape for t in rebuilt.outputs] == [t.shape for t in model.outputs]
+    assert [t.dtype for t in rebuilt.outputs] == [t.dtype for t in model.outputs]
+    for a, b in zip(rebuilt._graph.nodes, model._graph.nodes):
+        assert [(t.shape, t.dtype) for t in a.outputs] == [(t.shape, t.dtype) for t in b.outputs], \
+            a.layer.describe()
+    ys = model.predict(x)
+    for y, t in zip(ys if isinstance(ys, list) else [ys], model.outputs):
+        assert tuple(y.shape[1:]) == t.shape[1:]
+
+
+def test_every_built_in_layer_has_the_graph_shape_its_forward_gives():
+    dnn.set_backend("numpy")
+    img = dnn.Input((3, 8, 8))
+    h = L.Conv2D(3, 4, 3, padding=1)(img)
+    h = L.BatchNorm(4)(h)
+    h = L.MaxPool2D(2)(h)
+    h = L.AvgPool2D(2, stride=1)(h)
+    g = L.GlobalAvgPool2D()(h)
+    f = L.Flatten()(h)
+    r = L.Reshape((4, -1))(f)
+    r = L.LayerNorm(r.shape[-1])(r)
+    s = L.LSTM(r.shape[-1], 5, return_sequences=True)(r)
+    s = L.GRU(5, 6)(s)
+    s2 = L.RNN(r.shape[-1], 6)(r)
+    acts = [L.ReLU(), L.LeakyReLU(), L.ELU(), L.GELU(), L.Sigmoid(), L.Tanh(), L.Softmax(),
+            L.LogSoftmax(), L.Softplus(), L.Identity(), L.Dropout(0.5)]
+    a = L.Dense(4, 6)(g)
+    for act in acts:
+        a = act(a)
+    res = L.Residual(L.Dense(6, 6))(a)
+    merged = [L.Add()([s, s2]), L.Subtract()([s, a]), L.Multiply()([s, res]), L.Average()([s, a])]
+    out = L.Concatenate()([*merged, L.Dense(f.shape[-1], 3)(f)])
+    model = dnn.Model(img, [out, g])
+    _built_symbolically(model, np.zeros((2, 3, 8, 8), np.float32))
+
+    ids = dnn.Input((7,), dtype="int64")
+    e = L.Embedding(10, 4)(ids)
+    x = dnn.Input((7, 4))
+    inner = dnn.Model(x, L.Dense(4, 2)(x))
+    model = dnn.Model(ids, L.Flatten()(inner(e)))
+    _built_symbolically(model, np.zeros((2, 7), np.int64))
+
+
+def _nested(depth, fan_out):
+    x = dnn.Input((2,))
+    model = dnn.Model(x, L.Dense(2, 2)(x))
+    for _ in range(depth):
+        x = h = dnn.Input((2,))
+        for _ in range(fan_out):
+            h = model(h)
+        model = dnn.Model(x, h)
+    return model
+
+
+def test_nested_shared_models_cost_their_node_count(tmp_path, monkeypatch):
+    """Each level applies the one below three times: 3**14 forward passes if calling a
+    model on symbolic tensors ran it; building, saving and loading run none."""
+    dnn.set_backend("numpy")
+    calls = []
+    original = dnn.Model.forward_with
+    monkeypatch.setattr(dnn.Model, "forward_with",
+                        lambda self, *a, **k: (calls.append(1), original(self, *a, **k))[1])
+    start = time.perf_counter()
+    model = _nested(14, 3)
+    path = tmp_path / "nested.dnn"
+    model.save(path)
+    assert path.stat().st_size < 64 * 1024
+    loaded = dnn.load_model(path, compile=False)
+    assert time.perf_counter() - start < 10
+    assert calls == []
+    assert loaded.outputs[0].shape == (None, 2)
+    small = _nested(3, 2)
+    x = np.ones((3, 2), np.float32)
+    small.save(tmp_path / "small.dnn")
+    np.testing.assert_allclose(dnn.load_model(tmp_path / "small.dnn", compile=False).predict(x),
+                               small.predict(x), rtol=1e-6)
+
+
+def test_a_nested_model_checks_the_shapes_it_is_called_on():
+    dnn.set_backend("numpy")
+    x = dnn.Input((3,))
+    inner = dnn.Model(x, L.Dense(3, 2)(x))
+    with pytest.raises(dnn.errors.ShapeError, match=r"input 0 must have shape \(None, 3\)"):
+        inner(dnn.Input((4,)))
+    with pytest.raises(TypeError, match="expected 1 input"):
+        inner([dnn.Input((3,)), dnn.Input((3,))])
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc are Linux's")
@@ -346,6 +522,25 @@ def test_loading_time_is_linear_in_the_number_of_layers(tmp_path):
         times[n] = _load_seconds(path)
     # 4x the layers: about 4x the time (it was 16x: a per-key scan of all layers)
     assert times[1200] < 8 * times[300] + 0.05, times
+
+
+def test_loading_a_named_functional_chain_is_linear(tmp_path):
+    """Naming the layers of a graph model checked each name against all earlier ones."""
+    dnn.set_backend("numpy")
+    times = {}
+    for n in (1500, 6000):
+        x = h = dnn.Input((2,))
+        for i in range(n):
+            h = L.ReLU(name=f"relu_{i}")(h)
+        path = tmp_path / f"{n}.dnn"
+        dnn.Model(x, h).save(path)
+        gc.collect()
+        gc.disable()  # collections of the many small objects are noise here, not the code
+        try:
+            times[n] = _load_seconds(path, repeats=3)
+        finally:
+            gc.enable()
+    assert times[6000] < 8 * times[1500] + 0.05, times
 
 
 # ------------------------------------------------------------------ 4. saving

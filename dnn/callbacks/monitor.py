@@ -83,23 +83,60 @@ class ModelCheckpoint(_Monitor):
         self.saved: list[str] = []
 
     def on_train_begin(self, logs: dict[str, float] | None = None) -> None:
-        """Check the path before the first epoch trains: its ``{fields}`` must be keys
-        this fit logs, and the file must be writable where it will go."""
+        """Check the path before the first epoch trains: it must be a valid format string
+        whose ``{fields}`` are keys this fit logs, formatting it with sample values (``epoch``
+        an int, logged values floats) must work, and the file must be writable where it
+        will go. Only the fixed part of its folder (before any ``{field}``) is created now."""
         self._reset_best()
+        try:
+            parsed = list(string.Formatter().parse(self.path))
+        except ValueError as exc:
+            raise ValueError(f"ModelCheckpoint: the path {self.path!r} is not a valid format "
+                             f"string ({exc}); write a literal brace as {{{{ or }}}}") from None
+        fields = [f for _, f, _, _ in parsed if f is not None]
+        names = {f.split(".")[0].split("[")[0] for f in fields}
+        if "" in names or any(n.isdigit() for n in names):
+            raise ValueError(f"ModelCheckpoint: the path {self.path!r} has a positional field "
+                             "({} or {0}); name the value instead, e.g. {epoch:02d} or "
+                             "{val_loss:.3f}")
         keys = self.params.get("log_keys")
         if keys is None:
             return
-        fields = {f.split(".")[0].split("[")[0]
-                  for _, f, _, _ in string.Formatter().parse(self.path) if f}
-        if unknown := sorted(fields - {"epoch", *keys}):
+        if unknown := sorted(names - {"epoch", *keys}):
             hint = (" (val_* values exist only with validation_data= or validation_split=)"
                     if any(f.startswith("val_") for f in unknown) else "")
             raise ValueError(f"ModelCheckpoint: the path {self.path!r} uses {unknown}, which "
                              f"this fit does not log; it logs epoch, {', '.join(keys)}{hint}")
-        sample = self.path.format(epoch=1, **{k: 0.0 for k in keys})
-        if os.path.dirname(sample):
-            os.makedirs(os.path.dirname(sample), exist_ok=True)
-        check_destination(sample)
+        sample = self._format(1, {k: 0.0 for k in keys})
+        directory = os.path.dirname(self.path)
+        if "{" not in directory and "}" not in directory:
+            if os.path.dirname(sample):
+                os.makedirs(os.path.dirname(sample), exist_ok=True)
+            check_destination(sample)
+            return
+        # the folder depends on the logged values: create and check only its fixed part
+        fixed: list[str] = []
+        for part in directory.replace(os.sep, "/").split("/"):
+            if "{" in part or "}" in part:
+                break
+            fixed.append(part)
+        fixed_dir = "/".join(fixed) if fixed != [""] else "/"
+        if fixed_dir:
+            os.makedirs(fixed_dir, exist_ok=True)
+        check_destination(os.path.join(fixed_dir or ".", ".dnn-checkpoint-probe"))
+
+    def _format(self, epoch: int, logs: dict[str, Any]) -> str:
+        """The path for ``epoch`` (1-based) and ``logs``; a ValueError naming ModelCheckpoint
+        and the path if the format does not fit the values."""
+        try:
+            return self.path.format(epoch=epoch, **logs)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            values = ", ".join([f"epoch={epoch}"] + [f"{k}={v!r}" for k, v in logs.items()])
+            raise ValueError(
+                f"ModelCheckpoint: cannot fill in the path {self.path!r} with this fit's values "
+                f"({values}): {type(exc).__name__}: {exc}. epoch is an int and the logged values "
+                "are floats: use e.g. {epoch:02d} and {val_loss:.3f}"
+            ) from None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
         logs = logs or {}
@@ -108,7 +145,7 @@ class ModelCheckpoint(_Monitor):
             if current is None or not self._is_improvement(current, self.best):
                 return
             previous, self.best = self.best, current
-        path = self.path.format(epoch=epoch + 1, **logs)
+        path = self._format(epoch + 1, logs)
         if os.path.dirname(path):
             os.makedirs(os.path.dirname(path), exist_ok=True)
         self.model.save(path)

@@ -99,6 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     x_train, y_train, x_test, y_test = spec.load(args)
     x_train, x_test = _layout(x_train, model_spec.layout), _layout(x_test, model_spec.layout)
     model = model_spec.build(tuple(x_train.shape[1:]), spec.classes, args)
+    batch_size = min(batch_size, x_train.shape[0])  # a larger batch is one batch of all the data
     steps = epochs * -(-x_train.shape[0] // batch_size)
     schedule = dnn.optim.schedules.CosineDecay(lr, steps, lr / 50)  # settles in the last epochs
     model.compile(loss=dnn.losses.SoftmaxCrossEntropy(), optimizer=dnn.optim.Adam(lr=schedule),

@@ -34,6 +34,8 @@ class DatasetSpec:
     description: str
     kind: str = "points"
     sample_shape: tuple[int, ...] = ()
+    #: the number of training samples (a larger --batch-size is one batch of them all)
+    train_size: int | None = None
 
 
 def _load_spiral(args: argparse.Namespace) -> Arrays:
@@ -60,13 +62,13 @@ def _image_loader(name: str) -> Callable[[argparse.Namespace], Arrays]:
 DATASETS: dict[str, DatasetSpec] = {
     "spiral": DatasetSpec(_load_spiral, 3, epochs=300, batch_size=64, lr=0.01, hidden=(64, 64),
                           description="NNFS spiral, 3 classes, noise 0.2; embedded, no download",
-                          kind="points", sample_shape=(2,)),
+                          kind="points", sample_shape=(2,), train_size=3000),
     "fashion-mnist": DatasetSpec(_image_loader("fashion-mnist"), 10, epochs=6, batch_size=128,
                                  lr=1e-3, hidden=(512, 256), description="Zalando Fashion-MNIST",
-                                 kind="images", sample_shape=(28, 28)),
+                                 kind="images", sample_shape=(28, 28), train_size=60000),
     "mnist": DatasetSpec(_image_loader("mnist"), 10, epochs=6, batch_size=128, lr=1e-3,
                          hidden=(512, 256), description="MNIST handwritten digits",
-                         kind="images", sample_shape=(28, 28)),
+                         kind="images", sample_shape=(28, 28), train_size=60000),
 }
 
 

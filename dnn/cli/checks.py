@@ -142,19 +142,29 @@ def validate_train(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         params = model_spec.count_params(shape, spec.classes, args)
         itemsize = 8 if args.float64 else 4
         batch = args.batch_size or spec.batch_size
+        if spec.train_size is not None:
+            batch = min(batch, spec.train_size)  # a larger batch is one batch of all the data
         used = args.hidden if model_spec.uses_hidden is None else args.hidden[:model_spec.uses_hidden]
         widths = math.prod(shape) + sum(used) + spec.classes
         # parameters, gradients and Adam's two moments, plus a few activations per width
-        need = itemsize * (4 * params + 3 * batch * widths)
-        have = memory_bytes()
+        weights, activations = itemsize * 4 * params, itemsize * 3 * batch * widths
+        need, have = weights + activations, memory_bytes()
         if have is not None and need > have:
+            what = (f"needs about {_fmt_bytes(need)} to train (weights, gradients, Adam state: "
+                    f"{_fmt_bytes(weights)}; activations of a batch of {batch:,}: "
+                    f"{_fmt_bytes(activations)}), more than this machine's {_fmt_bytes(have)} "
+                    "of memory")
+            if args.batch_size is not None and weights + itemsize * 3 * spec.batch_size * widths <= have:
+                parser.error(f"argument --batch-size: --batch-size {args.batch_size} with --model "
+                             f"{args.model} {what}; use a smaller batch such as {spec.batch_size}")
             parser.error(
                 f"argument --hidden: --model {args.model} with --hidden "
-                f"{','.join(map(str, args.hidden))} has {params:,} parameters and needs about "
-                f"{_fmt_bytes(need)} to train (weights, gradients, Adam state, activations), more "
-                f"than this machine's {_fmt_bytes(have)} of memory; use smaller widths such as "
-                f"{','.join(map(str, spec.hidden))}")
-    if args.save:
+                f"{','.join(map(str, args.hidden))} has {params:,} parameters and {what}; use "
+                f"smaller widths such as {','.join(map(str, spec.hidden))}")
+    if args.save is not None:
+        if not args.save.strip():
+            parser.error("argument --save: expected a file path such as model.dnn, got an empty "
+                         "value")
         try:
             check_destination(args.save)
         except (OSError, ValueError, TypeError) as exc:
@@ -162,13 +172,28 @@ def validate_train(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
             if isinstance(exc, FileNotFoundError):
                 reason += f"; create it first (mkdir -p {Path(args.save).expanduser().parent})"
             parser.error(f"argument --save: cannot save the model to {args.save}: {reason}")
-    if args.plot:
-        if importlib.util.find_spec("matplotlib") is None:
-            parser.error(f"argument --plot: needs matplotlib, which is not installed; "
-                         f"install it with: {INSTALL['matplotlib']}")
+    if args.plot is not None:
+        if not args.plot.strip():
+            parser.error("argument --plot: expected an output folder such as plots, got an empty "
+                         "value")
+        problem = matplotlib_problem()
+        if problem:
+            parser.error(f"argument --plot: {problem}")
         try:
             prepare_folder(args.plot)
         except ValueError as exc:
             parser.error(f"argument --plot: cannot write the plots to {args.plot}: {exc}")
 
 
+def matplotlib_problem() -> str:
+    """Why the plots cannot be drawn ("" if they can): matplotlib is missing, or installed
+    but broken. The real import is tried now, so a broken install fails before training."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return f"needs matplotlib, which is not installed; install it with: {INSTALL['matplotlib']}"
+    try:
+        import matplotlib
+        import matplotlib.figure  # noqa: F401  (what dnn.plot draws with)
+    except Exception as exc:
+        return (f"needs matplotlib, which is installed but cannot be imported "
+                f"({type(exc).__name__}: {exc}); repair it, e.g. {INSTALL['matplotlib']}")
+    return ""

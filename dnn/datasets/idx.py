@@ -68,6 +68,52 @@ def read_idx_stream(f: BinaryIO, expected_magic: int, source: str = "<stream>", 
     refuses a stream that is shorter or has anything after them.
     """
     ndim, kind = _kind(expected_magic)
+    dims = _read_header(f, ndim, kind, expected_magic, source)
+    header = 4 + 4 * ndim
+    if shape is not None and (len(shape) != ndim or any(
+            want is not None and want != got for want, got in zip(shape, dims))):
+        wanted = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+        raise DatasetError(f"{source}: the IDX header says {kind} of shape {dims}; expected {wanted}")
+    size = 1
+    for d in dims:  # Python ints: (2**31, 2**31, 4) is 2**64, not 0
+        size *= d
+    if size > max_bytes:
+        raise DatasetError(
+            f"{source}: the IDX header says {kind} of shape {dims}, i.e. {size:,} bytes, more than "
+            f"the {max_bytes:,} bytes this reader accepts (max_bytes=); the header is corrupted "
+            "or forged, or pass a larger max_bytes for a genuinely larger file"
+        )
+    try:
+        out = np.empty(size, dtype=np.uint8)  # pages are committed only as they are written
+        view, filled = memoryview(out), 0
+        while filled < size:
+            n = f.readinto(view[filled: filled + _CHUNK])
+            if not n:
+                break
+            filled += n
+    except MemoryError as exc:
+        raise DatasetError(
+            f"{source}: out of memory reading {kind} of shape {dims} ({size:,} bytes) as the IDX "
+            "header announces; the header is corrupted or forged, or free some memory"
+        ) from exc
+    if filled < size:
+        raise DatasetError(
+            f"{source}: IDX size mismatch: the header says {kind} of shape {dims}, i.e. "
+            f"{header + size} bytes, but the data holds only {header + filled} bytes (truncated "
+            "or corrupted)"
+        )
+    if f.read(1):
+        raise DatasetError(
+            f"{source}: IDX size mismatch: the header says {kind} of shape {dims}, i.e. "
+            f"{header + size} bytes, but more data follows (trailing bytes: not the file the "
+            "header describes)"
+        )
+    return out.reshape(dims)
+
+
+def _read_header(f: BinaryIO, ndim: int, kind: str, expected_magic: int,
+                 source: str) -> tuple[int, ...]:
+    """The dimensions in the header of IDX stream ``f`` (magic number checked)."""
     head = _read_exactly(f, 4)
     if len(head) < 4:
         raise DatasetError(f"{source}: not an IDX file: only {len(head)} bytes, no header")
@@ -82,40 +128,7 @@ def read_idx_stream(f: BinaryIO, expected_magic: int, source: str = "<stream>", 
     if len(dims_bytes) < 4 * ndim:
         raise DatasetError(f"{source}: IDX header truncated: {4 + len(dims_bytes)} bytes, "
                            f"expected at least {header}")
-    dims = tuple(int.from_bytes(dims_bytes[4 * i: 4 * i + 4], "big") for i in range(ndim))
-    if shape is not None and (len(shape) != ndim or any(
-            want is not None and want != got for want, got in zip(shape, dims))):
-        wanted = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
-        raise DatasetError(f"{source}: the IDX header says {kind} of shape {dims}; expected {wanted}")
-    size = 1
-    for d in dims:  # Python ints: (2**31, 2**31, 4) is 2**64, not 0
-        size *= d
-    if size > max_bytes:
-        raise DatasetError(
-            f"{source}: the IDX header says {kind} of shape {dims}, i.e. {size:,} bytes, more than "
-            f"the {max_bytes:,} bytes this reader accepts (max_bytes=); the header is corrupted "
-            "or forged, or pass a larger max_bytes for a genuinely larger file"
-        )
-    out = np.empty(size, dtype=np.uint8)  # pages are committed only as they are written
-    view, filled = memoryview(out), 0
-    while filled < size:
-        n = f.readinto(view[filled: filled + _CHUNK])
-        if not n:
-            break
-        filled += n
-    if filled < size:
-        raise DatasetError(
-            f"{source}: IDX size mismatch: the header says {kind} of shape {dims}, i.e. "
-            f"{header + size} bytes, but the data holds only {header + filled} bytes (truncated "
-            "or corrupted)"
-        )
-    if f.read(1):
-        raise DatasetError(
-            f"{source}: IDX size mismatch: the header says {kind} of shape {dims}, i.e. "
-            f"{header + size} bytes, but more data follows (trailing bytes: not the file the "
-            "header describes)"
-        )
-    return out.reshape(dims)
+    return tuple(int.from_bytes(dims_bytes[4 * i: 4 * i + 4], "big") for i in range(ndim))
 
 
 def parse_idx(data: bytes, expected_magic: int, source: str = "<bytes>", *,
@@ -140,7 +153,28 @@ def read_idx(path: str | os.PathLike, expected_magic: int, *,
                                        max_bytes=max_bytes)
     except FileNotFoundError:
         raise
+    except MemoryError as exc:
+        raise DatasetError(f"{path}: out of memory while reading the file (MemoryError: {exc}); "
+                           "the file is corrupted or forged, or free some memory") from exc
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise DatasetError(f"{path}: cannot decompress/read the file ({type(exc).__name__}: {exc})") from exc
+
+
+def read_idx_header(path: str | os.PathLike, expected_magic: int) -> tuple[int, ...]:
+    """The dimensions announced by the header of an IDX file, without reading its payload.
+
+    Checks the magic number and that the header is complete; decompresses only
+    the first few bytes of a ``.gz`` file."""
+    ndim, kind = _kind(expected_magic)
+    path = Path(path)
+    try:
+        with open(path, "rb") as raw:
+            stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if path.suffix == ".gz" else raw
+            with stream:
+                return _read_header(stream, ndim, kind, expected_magic, str(path))
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zlib.error) as exc:
         raise DatasetError(f"{path}: cannot decompress/read the file ({type(exc).__name__}: {exc})") from exc
 
 

@@ -21,7 +21,14 @@ import numpy as np
 
 from dnn.datasets.download import data_home as _data_home
 from dnn.datasets.download import fetch
-from dnn.datasets.idx import DatasetError, read_idx_images, read_idx_labels
+from dnn.datasets.idx import (
+    IMAGES_MAGIC,
+    LABELS_MAGIC,
+    DatasetError,
+    read_idx_header,
+    read_idx_images,
+    read_idx_labels,
+)
 
 #: the four files of each data set, in the order train images, train labels, test images, test labels
 FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
@@ -74,6 +81,8 @@ MNIST_CLASSES = tuple(str(d) for d in range(10))
 Split = tuple[np.ndarray, np.ndarray]
 #: what the image headers must say: any count of 28x28 images
 IMAGE_SHAPE = (None, 28, 28)
+#: the official number of samples in each split (both data sets)
+COUNTS: dict[str, int] = {"train": 60000, "test": 10000}
 
 
 def load_idx_dataset(
@@ -102,15 +111,36 @@ def load_idx_dataset(
               size=SIZES[name][filename])
         for filename in FILES
     ]
-    x_train, y_train = read_idx_images(paths[0], shape=IMAGE_SHAPE), read_idx_labels(paths[1])
-    x_test, y_test = read_idx_images(paths[2], shape=IMAGE_SHAPE), read_idx_labels(paths[3])
-    for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
-        if x.shape[0] != y.shape[0]:
-            raise DatasetError(f"{directory}: {split} split has {x.shape[0]} images but {y.shape[0]} labels")
-        if x.shape[1:] != (28, 28):
-            raise DatasetError(f"{directory}: {split} images are {x.shape[1:]}, expected (28, 28)")
+    # headers first: every count is checked against the other file of its split and against
+    # the official count before a single payload byte is inflated (a forged header that
+    # matches its own gzip bomb is refused here, not after hundreds of MB were read)
+    splits = (("train", paths[0], paths[1]), ("test", paths[2], paths[3]))
+    for split, images_path, labels_path in splits:
+        images_dims = read_idx_header(images_path, IMAGES_MAGIC)
+        (n_labels,) = read_idx_header(labels_path, LABELS_MAGIC)
+        if images_dims[1:] != (28, 28):
+            raise DatasetError(f"{images_path}: the IDX header says images of shape {images_dims}; "
+                               "expected (N, 28, 28)")
+        if images_dims[0] != n_labels:
+            raise DatasetError(
+                f"{directory}: the {split} split's headers announce {images_dims[0]:,} images "
+                f"({images_path.name}) but {n_labels:,} labels ({labels_path.name}); the files "
+                "are corrupted or do not belong together"
+            )
+        if n_labels != COUNTS[split]:
+            raise DatasetError(
+                f"{directory}: the {split} split's headers announce {n_labels:,} samples "
+                f"({images_path.name}, {labels_path.name}); {name} has {COUNTS[split]:,}: the "
+                "files are corrupted or forged"
+            )
+    loaded = []
+    for split, images_path, labels_path in splits:
+        x = read_idx_images(images_path, shape=(COUNTS[split], 28, 28))
+        y = read_idx_labels(labels_path, shape=(COUNTS[split],))
         if y.size and int(y.max()) > 9:
             raise DatasetError(f"{directory}: {split} labels must be 0-9, found {int(y.max())}")
+        loaded.append((x, y))
+    (x_train, y_train), (x_test, y_test) = loaded
     return (x_train, y_train), (x_test, y_test)
 
 

@@ -15,17 +15,17 @@ from a size — ``xp.zeros/ones/empty/full/eye/arange/linspace/tile/repeat`` on
 allocated: creating it would take the arrays alive (allocated under the budget
 and not yet freed) over the limit, the build stops with :class:`AllocationRefused`.
 Arrays composed from others (``concat``, ``stack``, ``asarray``, ``*_like``) are
-counted after the fact. Arrays that are freed (the one-sample forward passes a
-graph runs to find its shapes) give their bytes back.
+counted after the fact. Arrays that are freed give their bytes back.
 
 Scope. The budget applies only to the thread (and context) that loads; other
 threads see the same functions with one extra lookup while a load runs. It
 works by standing in for ``dnn.backend.xp`` and three functions of
 :mod:`dnn.backend.random` for the duration of the build (restored afterwards,
 reference-counted for concurrent loads). Operations that allocate from their
-inputs' sizes inside a layer's forward pass (a convolution's im2col during the
-shape probe of a graph) are not sized in advance; a file can only make them as
-large as the inputs the budget allowed, times the layer's own weights.
+inputs' sizes inside a layer's forward pass are not sized in advance; no layer
+runs while a file is loaded (graphs are built from the layers' ``output_shape``,
+see :func:`dnn.graph.symbolic_shapes`), so a file cannot make loading compute
+activations at all.
 """
 
 from __future__ import annotations

@@ -10,10 +10,11 @@ copy before loading ties it; at most three times the arrays), plus
 (NumPy draws float64 numbers, then casts them) may use twice the arrays' bytes
 more. So a few-kilobyte file cannot make loading allocate gigabytes, whatever
 its sizes and however they are nested, while the layers of a file that dnn
-saved fit exactly. The one-sample forward pass a graph model runs per node to
-learn its shapes counts too: a model whose single-sample activations exceed
-its parameter bytes by more than the slack (large images, few weights) is
-refused (see :mod:`dnn.io.budget`).
+saved fit exactly. No layer runs while a file is loaded: the graph of a model
+is built symbolically (:func:`dnn.graph.symbolic_shapes`), each node's output
+shape from its layer's ``output_shape`` and a nested model's from its own
+outputs, so a file describing huge activations allocates none of them, and a
+model nested in another costs its node count, not a forward pass.
 
 Metrics and losses allocate later, from their settings (a confusion matrix is
 ``num_classes``² counts): every integer in their configs must be at most
@@ -31,6 +32,7 @@ from typing import Any
 
 from dnn import backend
 from dnn.backend import random
+from dnn.graph import symbolic_shapes
 from dnn.io.budget import SLACK_BYTES, AllocationBudget, AllocationRefused
 from dnn.io.container import Archive, fail
 from dnn.io.sharing import restore_ties_and_flags
@@ -71,7 +73,7 @@ def build_model(ar: Archive, arch: dict[str, Any], dtype: str, comp: dict[str, A
     ties and frozen flags restored; SerializationError naming ``ar.path`` otherwise."""
     budget, widest = file_budget(ar, training_state=comp is not None)
     try:
-        with _default_dtype(dtype), _rng_untouched():
+        with _default_dtype(dtype), _rng_untouched(), symbolic_shapes():
             with budget:
                 model = decode_layer(arch)
                 if not callable(getattr(model, "compile", None)):  # a model, not a bare layer

@@ -31,8 +31,10 @@ run that was never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -59,6 +61,11 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     The destination is checked before anything is encoded
     (:func:`dnn.io.check_destination`); every OSError names ``path``."""
     path = check_destination(path)
+    with _not_too_deep(path):
+        _save_model(model, path)
+
+
+def _save_model(model: Any, path: str) -> None:
     meta = _header("model")
     try:
         meta["architecture"] = encode_layer(model)
@@ -96,6 +103,11 @@ def save_weights(model: Any, path: str | os.PathLike) -> None:
     """Write only ``model.state_dict()`` (parameters and buffers), atomically (the
     destination is checked first, as for :func:`save_model`)."""
     path = check_destination(path)
+    with _not_too_deep(path):
+        _save_weights(model, path)
+
+
+def _save_weights(model: Any, path: str) -> None:
     meta = _header("weights")
     try:
         meta["architecture"] = encode_layer(model)
@@ -105,6 +117,20 @@ def save_weights(model: Any, path: str | os.PathLike) -> None:
     meta["dtype"] = _float_dtype_name(arrays)
     meta["ties"] = ties(model)
     write_archive(path, meta, arrays)
+
+
+@contextlib.contextmanager
+def _not_too_deep(path: str) -> Iterator[None]:
+    """Turn the RecursionError of walking a model nested hundreds of layers deep into a
+    :class:`dnn.SerializationError` naming ``path`` (nothing has been written then)."""
+    try:
+        yield
+    except RecursionError:
+        raise SerializationError(
+            f"{os.fspath(path)}: cannot save: the model is nested too deeply to save (Python's "
+            "recursion limit was reached walking its layers); flatten the nesting, e.g. one "
+            "Sequential holding the layers instead of Sequentials inside Sequentials"
+        ) from None
 
 
 def _header(kind: str) -> dict[str, Any]:

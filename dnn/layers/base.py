@@ -53,6 +53,26 @@ def positive_ints(layer: str, **values: Any) -> tuple[int, ...]:
     return tuple(out)
 
 
+#: the longest layer name accepted (names become keys in model files)
+MAX_NAME_LENGTH = 100
+
+
+def _name_problem(name: object) -> str:
+    """Why ``name`` cannot name a layer ("" if it can)."""
+    if not isinstance(name, str):
+        return f"a {type(name).__name__}, not a string"
+    if not name:
+        return "it is empty"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"it has {len(name):,} characters"
+    if "." in name or "/" in name:
+        return "'.' and '/' separate the parts of parameter names"
+    bad = next((c for c in name if not c.isprintable()), None)
+    if bad is not None:
+        return f"it contains the control/unprintable character {bad!r}"
+    return ""
+
+
 def register(cls: type[Layer]) -> type[Layer]:
     """Class decorator: make a layer type loadable from model files by its name."""
     return REGISTRY.register(cls)
@@ -99,9 +119,13 @@ class Layer:
 
     def __init__(self, *, name: str | None = None) -> None:
         if name is not None:
-            if not isinstance(name, str) or not name or "." in name or "/" in name:
-                raise ValueError(f"{type(self).__name__}: name must be a non-empty string "
-                                 f"without '.' or '/', got {name!r}")
+            problem = _name_problem(name)
+            if problem:
+                shown = repr(name) if not isinstance(name, str) or len(name) <= 60 \
+                    else f"{name[:40]!r}... ({len(name):,} characters)"
+                raise ValueError(f"{type(self).__name__}: name must be a non-empty string of at "
+                                 f"most {MAX_NAME_LENGTH} printable characters without '.' or "
+                                 f"'/'; got {shown}: {problem}")
             self.name = name
 
     # ------------------------------------------------------------ the math (subclasses)

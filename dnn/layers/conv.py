@@ -42,6 +42,7 @@ from dnn import init as initializers
 from dnn.backend import windows
 from dnn.errors import ShapeError
 from dnn.layers.base import Context, Layer, positive_ints, register
+from dnn.layers.dense import init_config_name
 from dnn.parameter import Parameter
 
 
@@ -85,7 +86,11 @@ def check_nchw(layer: Layer, x: Any, channels: int | None, kernel: tuple[int, in
 @register
 class Conv2D(Layer):
     """``Conv2D(in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True,
-    init="he_uniform")``: NCHW in, NCHW out; weight (out, in, kh, kw), bias (out,)."""
+    init="he_uniform")``: NCHW in, NCHW out; weight (out, in, kh, kw), bias (out,).
+
+    ``init`` is an initializer name (``dnn.init``) or a function ``shape -> array``. A
+    custom function is not saved: the model file names the default ``"he_uniform"``
+    instead (the loaded weights come from the file, so they are identical)."""
 
     param_names = ("weight", "bias")
 
@@ -159,7 +164,7 @@ class Conv2D(Layer):
             "in_channels": self.in_channels, "out_channels": self.out_channels,
             "kernel_size": list(self.kernel_size), "stride": list(self.stride),
             "padding": list(self.padding), "bias": self.use_bias,
-            "init": self.init if isinstance(self.init, str) else "custom",
+            "init": init_config_name(self.init, "he_uniform"),
         }
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:

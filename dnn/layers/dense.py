@@ -23,8 +23,27 @@ from dnn.layers.base import Context, Layer, positive_ints, register
 from dnn.parameter import Parameter
 
 
+def init_config_name(init: Any, default: str) -> str:
+    """The initializer name a layer's config stores: ``init`` itself when it is a name, the
+    registered name of a built-in initializer function, else the layer's ``default``. A
+    custom function cannot be stored, and need not be: a loaded model takes its weights
+    from the file, so the name only has to be one that ``dnn.init.get`` knows."""
+    if isinstance(init, str):
+        return init
+    for name, fn in initializers.INITIALIZERS.items():
+        if fn is init:
+            return name
+    return default
+
+
 @register
 class Dense(Layer):
+    """``Dense(in_features, out_features, bias=True, init="glorot_uniform", l1=0, l2=0)``.
+
+    ``init`` is an initializer name (``dnn.init``) or a function ``shape -> array``. A
+    custom function is not saved: the model file names the default ``"glorot_uniform"``
+    instead (the loaded weights come from the file, so they are identical)."""
+
     param_names = ("weight", "bias")
 
     def __init__(
@@ -89,7 +108,7 @@ class Dense(Layer):
     def get_config(self) -> dict[str, Any]:
         return {
             "in_features": self.in_features, "out_features": self.out_features,
-            "bias": self.use_bias, "init": self.init if isinstance(self.init, str) else "custom",
+            "bias": self.use_bias, "init": init_config_name(self.init, "glorot_uniform"),
             "l1": self.l1, "l2": self.l2,
         }
 

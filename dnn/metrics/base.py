@@ -98,6 +98,24 @@ def binary_truth(y_true: Any) -> Any:
     return flat > (0.5 if xp.isdtype(flat.dtype, "real floating") else 0)
 
 
+def binary_outside(y_true: Any) -> Any:
+    """How many targets of a binary (one-column) output lie outside [0, 1], as an int64
+    device scalar (no host read): such a label (class 2, say) would otherwise count as
+    class 1."""
+    xp = backend.xp
+    flat = xp.reshape(y_true, (-1,))
+    if xp.isdtype(flat.dtype, "bool"):
+        return xp.zeros((), dtype=xp.int64)
+    return xp.sum(xp.astype((flat < 0) | (flat > 1), xp.int64))
+
+
+def binary_range_error(who: str, outside: int, count: int) -> ValueError:
+    return ValueError(
+        f"{who}: {outside} of {count} targets of a binary (one-column) output are outside "
+        "[0, 1] and would be counted as class 1; a one-column output predicts two classes "
+        "only: use 0/1 labels, or an output with one unit per class for more classes")
+
+
 def _class_labels(y_pred: Any, y_true: Any, threshold: float) -> tuple[Any, Any, int]:
     """(predicted class, true class, number of classes) as int64 device vectors."""
     xp = backend.xp

@@ -17,6 +17,8 @@ from dnn.metrics.base import (
     Thresholded,
     _class_labels,
     _safe_divide,
+    binary_outside,
+    binary_range_error,
     binary_truth,
     register,
     true_classes,
@@ -31,7 +33,8 @@ class Accuracy(Thresholded, Metric):
       targets: argmax over classes;
     - (N,) or (N, 1) predictions (binary): y_pred > threshold compared with y_true.
       ``threshold=None`` is 0.5 (probabilities), or 0 when compiled with a loss on
-      logits (``SigmoidBinaryCrossentropy``, ``from_logits=True``).
+      logits (``SigmoidBinaryCrossentropy``, ``from_logits=True``). Binary targets
+      outside [0, 1] are counted on the device and make ``result()`` raise.
     """
 
     name = "accuracy"
@@ -39,6 +42,11 @@ class Accuracy(Thresholded, Metric):
     def __init__(self, threshold: float | None = None) -> None:
         self._set_threshold(threshold)
         super().__init__()
+
+    def reset(self) -> None:
+        super().reset()
+        #: device scalar: binary targets outside [0, 1] (checked in ``result``)
+        self._outside: Any = 0
 
     def update(self, y_pred: Any, y_true: Any) -> None:
         xp = backend.xp
@@ -49,8 +57,15 @@ class Accuracy(Thresholded, Metric):
         else:
             predicted = xp.reshape(y_pred > self.threshold, (-1,))
             correct = predicted == binary_truth(y_true)
+            self._outside = self._outside + binary_outside(y_true)
         self.total = self.total + xp.sum(xp.astype(correct, xp.int64))
         self.count += int(correct.shape[0])
+
+    def result(self) -> float:
+        outside = int(self._outside)
+        if outside:
+            raise binary_range_error(type(self).__name__, outside, int(self.count))
+        return super().result()
 
 
 @register("binary_accuracy")
@@ -95,7 +110,8 @@ class ConfusionMatrix(Thresholded, Metric):
     (default: the model's number of outputs, 2 for a binary output) fixes C; a
     prediction or label outside [0, C) is counted on the device as it arrives and
     makes ``result()`` raise (no host read per batch), rather than silently leaving
-    that sample out of the matrix.
+    that sample out of the matrix. With a binary (one-column) output, a target outside
+    [0, 1] raises too (whatever ``num_classes``), rather than counting as class 1.
     """
 
     name = "confusion_matrix"
@@ -118,10 +134,14 @@ class ConfusionMatrix(Thresholded, Metric):
         self._outside: Any = 0
         self._low: Any = None
         self._high: Any = None
+        #: device scalar: targets of a binary (one-column) output outside [0, 1]
+        self._binary_outside: Any = 0
 
     def update(self, y_pred: Any, y_true: Any) -> None:
         xp = backend.xp
         predicted, true, classes = _class_labels(y_pred, y_true, self.threshold)
+        if not (y_pred.ndim == 2 and y_pred.shape[1] > 1):  # binary: labels 0/1 only
+            self._binary_outside = self._binary_outside + binary_outside(y_true)
         if self.num_classes is not None:
             if y_pred.ndim == 2 and y_pred.shape[1] > self.num_classes:
                 raise ValueError(
@@ -152,6 +172,9 @@ class ConfusionMatrix(Thresholded, Metric):
         """One host read per ``result()``: refuse counts that left samples out."""
         if self.matrix is None:
             return
+        binary_outside = int(self._binary_outside)
+        if binary_outside:
+            raise binary_range_error(type(self).__name__, binary_outside, self.count)
         outside, low, high = (int(v) for v in backend.to_numpy(
             backend.xp.stack([self._outside, self._low, self._high])))
         if outside:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from dnn import backend
-from dnn.optim.base import Optimizer, check_number, register
+from dnn.optim.base import Optimizer, check_eps, check_number, register
 
 
 @register
@@ -20,7 +20,7 @@ class Adagrad(Optimizer):
         super().__init__(lr, weight_decay, **kwargs)
         name = type(self).__name__
         self.lr_decay = check_number(name, "lr_decay", lr_decay, 0.0)
-        self.eps = check_number(name, "eps", eps, 0.0)
+        self.eps = check_eps(name, eps)
 
     def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
         if self.weight_decay:

@@ -15,7 +15,7 @@ from typing import Any
 
 from dnn import backend
 from dnn.backend import ops
-from dnn.optim.base import Optimizer, check_number, register
+from dnn.optim.base import Optimizer, check_eps, check_number, register
 
 
 @register
@@ -31,7 +31,7 @@ class Adam(Optimizer):
                              f"got {betas!r}")
         beta1 = check_number(name, "betas[0]", betas[0], 0.0, 1.0, high_open=True)
         beta2 = check_number(name, "betas[1]", betas[1], 0.0, 1.0, high_open=True)
-        self.betas, self.eps = (beta1, beta2), check_number(name, "eps", eps, 0.0)
+        self.betas, self.eps = (beta1, beta2), check_eps(name, eps)
 
     def _moments(self, grad: Any, state: dict[str, Any]) -> tuple[Any, Any]:
         beta1, beta2 = self.betas

@@ -59,6 +59,21 @@ def check_number(owner: str, arg: str, value: Any, low: float | None = None,
     return number  # type: ignore[return-value]
 
 
+def check_eps(owner: str, eps: Any) -> float:
+    """``eps`` of an adaptive optimizer: a finite number > 0. It is added to sqrt(v) in the
+    denominator, so with 0 a parameter whose gradient is 0 divides 0 by 0 (NaN); torch
+    accepts 0, but the NaN then surfaces steps later with advice that does not fit."""
+    number = None
+    if isinstance(eps, numbers.Real) and not isinstance(eps, bool):
+        number = float(eps)
+    if number is None or not math.isfinite(number) or number <= 0:
+        raise ValueError(
+            f"{owner}: eps must be a finite number > 0 (it keeps the update's denominator "
+            f"sqrt(v) + eps away from 0 where a gradient is 0), got {eps!r}; the usual value "
+            "is 1e-8 (1e-7 in Keras)")
+    return number
+
+
 def check_count(owner: str, arg: str, value: Any, low: int) -> int:
     """``value`` as an int if it is a whole number >= ``low`` (an int, a NumPy integer or
     an integral float such as 1000.0), else a ``ValueError`` naming ``owner`` and ``arg``."""

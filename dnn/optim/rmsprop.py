@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from dnn import backend
-from dnn.optim.base import Optimizer, check_number, register
+from dnn.optim.base import Optimizer, check_eps, check_number, register
 
 
 @register
@@ -19,7 +19,7 @@ class RMSprop(Optimizer):
         super().__init__(lr, weight_decay, **kwargs)
         name = type(self).__name__
         self.alpha = check_number(name, "alpha", alpha, 0.0, 1.0)
-        self.eps = check_number(name, "eps", eps, 0.0)
+        self.eps = check_eps(name, eps)
         self.momentum = check_number(name, "momentum", momentum, 0.0, 1.0)
         self.state_names = ("square_avg", "momentum_buffer") if momentum else ("square_avg",)
 
