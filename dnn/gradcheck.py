@@ -28,10 +28,20 @@ more) wherever a correct gradient entry was near zero.
 
 A trainable parameter that backward leaves without a gradient (``grad is None``)
 fails the check: :class:`GradcheckError` names it.
+
+What it cannot judge, by construction: float32 (round-off of h = 1e-6 swamps the
+differences — a warning says so; use ``dnn.set_default_dtype("float64")``);
+points where the function has a kink (ReLU at exactly 0, max-pool ties: the
+two one-sided derivatives differ, and either is a valid subgradient); random
+layers in training mode (Dropout draws a new mask per call: pass ``mask=`` via
+``forward_kwargs``); and, because the floor scales with the largest gradient of
+the check, errors in a gradient many orders of magnitude smaller than the rest
+(the first layers of a deep saturating network): check such layers on their own.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -96,6 +106,7 @@ def check_layer(layer: Layer, x: Any, *, training: bool = False, h: float = 1e-6
     kwargs = forward_kwargs or {}
     xp = backend.xp
     xs = [backend.asarray(v) for v in x] if isinstance(x, (list, tuple)) else backend.asarray(x)
+    _warn_if_not_float64([*_list(xs), *(p.data for p in layer.parameters())])
     rng = np.random.default_rng(seed)
     y = layer.forward(xs, training=training, **kwargs)
     probes = [backend.asarray(rng.standard_normal(tuple(v.shape)), dtype=v.dtype) for v in _list(y)]
@@ -144,6 +155,17 @@ def _grad(p: Any, owner: Any) -> np.ndarray:
 
 class GradcheckError(AssertionError):
     """A gradient check that cannot compare: a trainable parameter got no gradient."""
+
+
+def _warn_if_not_float64(arrays: list[Any]) -> None:
+    xp = backend.xp
+    low = sorted({str(a.dtype) for a in arrays
+                  if xp.isdtype(a.dtype, "real floating") and a.dtype != xp.float64})
+    if low:
+        warnings.warn(f"gradcheck on {', '.join(low)} arrays: central differences need float64 "
+                      "(round-off makes correct gradients look wrong); call "
+                      "dnn.set_default_dtype('float64') before building the layer and its input",
+                      stacklevel=3)
 
 
 def _list(value: Any) -> list[Any]:
