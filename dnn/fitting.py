@@ -20,6 +20,7 @@ from dnn import backend, losses, optim, parameter
 from dnn import metrics as metric_lib
 from dnn.backend import random
 from dnn.callbacks import Callback
+from dnn.compile_checks import check_loss_weights, check_output_activations
 from dnn.history import History
 from dnn.layers.base import Layer
 from dnn.optim.base import check_number
@@ -87,8 +88,8 @@ class Trainer:
         self.loss = self.losses[0] if len(names) == 1 else list(self.losses)
         weights = [1.0] * len(names) if loss_weights is None else per_output(
             loss_weights, names, "loss_weights", broadcast=False)
-        self.loss_weights = _check_loss_weights(weights, names)
-        _check_output_activations(self, names)
+        self.loss_weights = check_loss_weights(weights, names)
+        check_output_activations(self, names)
         self.optimizer = optim.get(optimizer)
         for arg, value in (("clipnorm", clipnorm), ("clipvalue", clipvalue)):
             if value is not None:
@@ -419,52 +420,3 @@ class Trainer:
 
         load_weights(self, path)
 
-
-def _check_loss_weights(weights: list[Any], names: list[str]) -> list[float]:
-    """Finite numbers >= 0, at least one > 0: a negative weight is gradient ascent on that
-    loss, NaN/inf poison every step, and all zeros train nothing."""
-    label = (lambda i: "loss_weights") if len(names) == 1 else (
-        lambda i: f"loss_weights[{names[i]!r}]")
-    values = [check_number("compile", label(i), w, 0.0) for i, w in enumerate(weights)]
-    if values and not any(v > 0 for v in values):
-        raise ValueError(f"compile: at least one of loss_weights must be > 0, got {weights!r} "
-                         "(with every weight 0 nothing is trained)")
-    return values
-
-
-def _output_layer(tensor: Any) -> Any:
-    """The layer that produces a model output (looking into a nested one-output model)."""
-    layer = getattr(getattr(tensor, "node", None), "layer", None)
-    while layer is not None and isinstance(getattr(layer, "outputs", None), list) \
-            and len(layer.outputs) == 1 and hasattr(layer.outputs[0], "node"):
-        inner = getattr(layer.outputs[0].node, "layer", None) if layer.outputs[0].node else None
-        if inner is None or inner is layer:
-            break
-        layer = inner
-    return layer
-
-
-def _check_output_activations(model: Any, names: list[str]) -> None:
-    """A loss on logits after a Softmax/Sigmoid output layer applies the activation twice
-    (softmax of probabilities): it trains, slowly and to a wrong optimum, with no error.
-    Refuse the pairing at compile, naming the loss to use instead."""
-    from dnn.layers import Sigmoid, Softmax
-
-    try:
-        outputs = list(model.outputs)
-    except Exception:  # a model with no layers yet: fit reports it
-        return
-    for i, (tensor, loss) in enumerate(zip(outputs, model.losses)):
-        if not getattr(loss, "from_logits", False):
-            continue
-        layer = _output_layer(tensor)
-        for activation, prob_loss in ((Softmax, "CategoricalCrossentropy"),
-                                      (Sigmoid, "BinaryCrossentropy")):
-            if isinstance(layer, activation):
-                where = "" if len(names) == 1 else f"output {names[i]!r}: "
-                raise ValueError(
-                    f"compile: {where}{loss!r} reads the output as logits (raw scores) and "
-                    f"applies {activation.__name__.lower()} itself, but the model already ends "
-                    f"in a {activation.__name__} layer, so it would be applied twice. Use "
-                    f"{prob_loss}(from_logits=False) (the loss on probabilities) or drop the "
-                    f"final {activation.__name__} layer and keep {loss!r}")
