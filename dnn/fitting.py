@@ -158,7 +158,7 @@ class Trainer:
         self._check_compiled("train_step")
         xs = list(x) if self._multi_in else [x]
         ys = list(y) if self._multi_out else [y]
-        check = "train_step" if getattr(self, "_check_next_step", True) else None
+        check = "train_step" if self._check_next_step else None
         loss = self._train_step(xs, ys, check)[0]
         self._check_next_step = False  # only once the check passed
         return loss

@@ -66,11 +66,6 @@ class Registry:
         """Canonical names and aliases, sorted."""
         return sorted(set(self._classes) | set(self._aliases))
 
-    def build(self, spec: Any, **kwargs: Any) -> Any:
-        """An instance: ``spec`` itself if it is not a string, else the named class called
-        with ``kwargs``."""
-        return self.get(spec)(**kwargs) if isinstance(spec, str) else spec
-
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name in self._classes
 
