@@ -20,6 +20,18 @@ def check_loss_weights(weights: list[Any], names: list[str]) -> list[float]:
     return values
 
 
+def check_reductions(losses: list[Any], names: list[str]) -> None:
+    """``fit`` minimises one number per batch: a loss with ``reduction="none"`` (a vector
+    per sample) is for use outside ``fit``."""
+    for name, loss in zip(names, losses):
+        if getattr(loss, "reduction", "mean") == "none":
+            label = "" if len(names) == 1 else f" (output {name!r})"
+            raise ValueError(
+                f"compile: {type(loss).__name__}(reduction='none'){label} returns one loss per "
+                "sample, but training needs one number per batch; use reduction='mean' (the "
+                "default) or 'sum', and pass per-sample weights to fit(sample_weight=...)")
+
+
 def _output_layer(tensor: Any) -> Any:
     """The layer that produces a model output (looking into a nested one-output model)."""
     layer = getattr(getattr(tensor, "node", None), "layer", None)

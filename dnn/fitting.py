@@ -12,7 +12,6 @@ stalled per batch.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,25 +19,56 @@ from dnn import backend, losses, optim, parameter
 from dnn import metrics as metric_lib
 from dnn.backend import random
 from dnn.callbacks import Callback
-from dnn.compile_checks import check_loss_weights, check_output_activations
+from dnn.callbacks.base import CallbackList
+from dnn.callbacks.progress import NaNGuard, ProgbarLogger
+from dnn.compile_checks import check_loss_weights, check_output_activations, check_reductions
+from dnn.feeding import Feed, is_stream, make_feed, validation_feed
 from dnn.history import History
 from dnn.layers.base import Layer
 from dnn.optim.base import check_number
 from dnn.parameter import Parameter, backward_pass, flat_groups
 from dnn.training import (
-    batches,
     check_counts,
     check_fit_args,
-    check_fit_inputs,
     check_log_keys,
     check_predictions,
     compile_metrics,
-    inputs_list,
     metric_log_names,
     per_output,
     progress,
     split_validation,
 )
+
+
+def _loss_value(loss: losses.Loss, out: Any, y: Any, weight: Any) -> Any:
+    """The loss of one batch; the weights were checked once where they came in."""
+    if weight is None:
+        return loss(out, y)
+    return loss(out, y, sample_weight=weight, check_weights=False)
+
+
+def _first_array(x: Any) -> Any:
+    if isinstance(x, dict):
+        return next(iter(x.values()), None)
+    if isinstance(x, (list, tuple)):
+        return x[0] if x else None
+    return x
+
+
+def _callback_list(callbacks: Any) -> list[Callback]:
+    """``callbacks`` as a list of Callback (one callback alone, as Keras users pass it)."""
+    if callbacks is None:
+        callbacks = []
+    elif isinstance(callbacks, (list, tuple)):
+        callbacks = list(callbacks)
+    else:
+        callbacks = [callbacks]
+    for i, cb in enumerate(callbacks):
+        if not isinstance(cb, Callback):
+            raise TypeError(f"fit: callbacks[{i}] must be a dnn.callbacks.Callback, got "
+                            f"{type(cb).__name__}; wrap a function in "
+                            "dnn.callbacks.LambdaCallback(on_epoch_end=...)")
+    return callbacks
 
 
 class Trainer:
@@ -86,6 +116,7 @@ class Trainer:
         names = self.output_names
         self.losses = [losses.get(v) for v in per_output(loss, names, "loss")]
         self.loss = self.losses[0] if len(names) == 1 else list(self.losses)
+        check_reductions(self.losses, names)
         weights = [1.0] * len(names) if loss_weights is None else per_output(
             loss_weights, names, "loss_weights", broadcast=False)
         self.loss_weights = check_loss_weights(weights, names)
@@ -159,13 +190,14 @@ class Trainer:
         xs = list(x) if self._multi_in else [x]
         ys = list(y) if self._multi_out else [y]
         check = "train_step" if self._check_next_step else None
-        loss = self._train_step(xs, ys, check)[0]
+        loss = self._train_step(xs, ys, check=check)[0]
         self._check_next_step = False  # only once the check passed
         return loss
 
-    def _train_step(self, xs: list[Any], ys: list[Any],
+    def _train_step(self, xs: list[Any], ys: list[Any], ws: list[Any] | None = None,
                     check: str | None = None) -> tuple[Any, list[Any]]:
-        total, per_output, outs = self._forward_backward(xs, ys, training=True, check=check)
+        total, per_output, outs = self._forward_backward(xs, ys, training=True, check=check,
+                                                         ws=ws)
         self.optimizer.step(self.optimizer_parameters)
         self._update_metrics(outs, ys)
         return total, per_output
@@ -180,11 +212,12 @@ class Trainer:
         return self._forward_backward(xs, ys, training=False)[0]
 
     def _forward_backward(self, xs: list[Any], ys: list[Any], training: bool,
-                          check: str | None = None) -> tuple[Any, list[Any], list[Any]]:
+                          check: str | None = None,
+                          ws: list[Any] | None = None) -> tuple[Any, list[Any], list[Any]]:
         outs, contexts = self._graph.forward(xs, training=training)
         if check:  # the first step of a fit call: outputs the losses cannot read
             check_predictions(self, outs, check)
-        total, per_output, grads = self._losses_and_grads(outs, ys)
+        total, per_output, grads = self._losses_and_grads(outs, ys, ws)
         with backward_pass() as pass_id:
             self._graph.backward(contexts, grads, needs_input_grad=False)
             for layer in self._penalized:
@@ -196,12 +229,14 @@ class Trainer:
     def _penalty(self) -> Any:
         return sum((layer.regularization_loss() for layer in self._penalized), 0.0)
 
-    def _losses_and_grads(self, outs: list[Any], ys: list[Any]) -> tuple[Any, list[Any], list[Any]]:
-        """Σᵢ wᵢ·Lᵢ, each Lᵢ, and each wᵢ·dLᵢ/dŷᵢ (the loss's backward right after its forward)."""
+    def _losses_and_grads(self, outs: list[Any], ys: list[Any],
+                          ws: list[Any] | None = None) -> tuple[Any, list[Any], list[Any]]:
+        """Σᵢ wᵢ·Lᵢ, each Lᵢ, and each wᵢ·dLᵢ/dŷᵢ (the loss's backward right after its
+        forward); ``ws``: per-sample weights, one array per output (or None)."""
         total: Any = 0.0
         per_output, grads = [], []
-        for loss, weight, out, y in zip(self.losses, self.loss_weights, outs, ys):
-            value = loss(out, y)
+        for i, (loss, weight, out, y) in enumerate(zip(self.losses, self.loss_weights, outs, ys)):
+            value = _loss_value(loss, out, y, None if ws is None else ws[i])
             grad = loss.backward()
             per_output.append(value)
             total = total + (value if weight == 1.0 else weight * value)
@@ -217,10 +252,10 @@ class Trainer:
     def fit(
         self,
         x: Any,
-        y: Any,
+        y: Any = None,
         epochs: int = 1,
-        batch_size: int = 32,
-        validation_data: tuple[Any, Any] | None = None,
+        batch_size: int | None = None,
+        validation_data: Any = None,
         validation_split: float = 0.0,
         shuffle: bool = True,
         callbacks: Sequence[Callback] | Callback = (),
@@ -228,142 +263,169 @@ class Trainer:
         seed: int | None = None,
         initial_epoch: int = 0,
         log_every: int = 25,
+        sample_weight: Any = None,
+        class_weight: dict[int, float] | None = None,
+        steps_per_epoch: int | None = None,
+        validation_steps: int | None = None,
     ) -> History:
-        """Train for ``epochs`` passes over (x, y) in mini-batches; returns a :class:`History`.
+        """Train for ``epochs`` passes over the data in mini-batches; returns a :class:`History`.
 
-        ``x``/``y``: arrays, or lists/dicts of arrays for several inputs/outputs.
-        ``validation_split`` holds out the last fraction of the data, as Keras does.
-        ``seed`` seeds shuffling and dropout for a reproducible run. Resuming with
-        ``initial_epoch > 0`` restores the random generator's state from the end of
-        the previous fit (or from the loaded model file) instead of re-seeding, so
-        an interrupted and resumed run equals the uninterrupted one. ``callbacks`` is a
-        list of :class:`~dnn.callbacks.Callback` or a single one.
+        The data: arrays ``x``, ``y`` (lists or dicts of arrays for several inputs/outputs;
+        ``batch_size`` 32 unless given), or a :class:`~dnn.data.DataLoader`, or any iterable
+        of batches ``(x, y)`` / ``(x, y, sample_weight)`` as ``x`` alone (``y=None``; a
+        generator that never ends needs ``steps_per_epoch``). ``sample_weight`` (one weight
+        per sample) and ``class_weight`` ({class: weight}) scale each sample's loss.
+        ``validation_split`` holds out the last fraction of array data, as Keras does;
+        ``validation_data`` is ``(x, y)``, ``(x, y, sample_weight)``, a DataLoader or an
+        iterable (``validation_steps`` batches of it, or all). ``seed`` seeds shuffling and
+        dropout for a reproducible run. Resuming with ``initial_epoch > 0`` restores the
+        random generator's state from the end of the previous fit (or from the loaded model
+        file) instead of re-seeding, so an interrupted and resumed run equals the
+        uninterrupted one. ``verbose``: 0 silent, 1 a progress bar and a line per epoch, 2
+        the line only. ``callbacks``: a list of :class:`~dnn.callbacks.Callback` or one.
         """
         self._check_compiled("fit")
-        if callbacks is None:
-            callbacks = []
-        elif isinstance(callbacks, (list, tuple)):
-            callbacks = list(callbacks)
-        else:
-            callbacks = [callbacks]  # one callback, as Keras users often pass it
-        for i, cb in enumerate(callbacks):
-            if not isinstance(cb, Callback):
-                raise TypeError(f"fit: callbacks[{i}] must be a dnn.callbacks.Callback, got "
-                                f"{type(cb).__name__}; wrap a function in "
-                                "dnn.callbacks.LambdaCallback(on_epoch_end=...)")
+        callbacks = _callback_list(callbacks)
         check_counts(batch_size, epochs, validation_split, "fit")
-        check_fit_args(initial_epoch=initial_epoch, log_every=log_every)
-        xs, ys = check_fit_inputs(self, x, y)
-        xs, ys, validation = split_validation(self, xs, ys, validation_split, validation_data)
+        check_fit_args(initial_epoch=initial_epoch, log_every=log_every, verbose=verbose,
+                       steps_per_epoch=steps_per_epoch, validation_steps=validation_steps)
+        if validation_split and (is_stream(x, y) or sample_weight is not None):
+            raise ValueError("fit: validation_split works on x, y arrays (without sample_weight); "
+                             "with a DataLoader, a generator or sample weights pass "
+                             "validation_data= instead")
+        if validation_split:
+            x, y, validation_data = split_validation(self, x, y, validation_split,
+                                                     validation_data)
+        feed = make_feed(self, x, y, sample_weight, batch_size=batch_size, shuffle=shuffle,
+                         steps=steps_per_epoch, where="fit", class_weight=class_weight)
+        validation = None if validation_data is None else validation_feed(
+            self, validation_data, max(batch_size or 32, 256), validation_steps)
         if initial_epoch > 0 and self.rng_state is not None:
             random.set_state(self.rng_state)
         elif seed is not None:
             random.manual_seed(seed)
         self.rng_state = None  # save() during fit reads the live generator
-        history = History()
+        history, progbar = History(), ProgbarLogger(verbose)
+        params = {"epochs": epochs, "steps": feed.steps, "verbose": verbose,
+                  "log_every": log_every, "log_keys": self._log_keys(validation is not None)}
+        hooks = CallbackList([history, *callbacks, progbar, NaNGuard()], self, params)
         self.stop_training = False
-        steps = math.ceil(xs[0].shape[0] / batch_size)
-        for cb in callbacks:
-            cb.set_model(self)
-            cb.set_params({"epochs": epochs, "steps": steps, "verbose": verbose,
-                           "log_every": log_every,
-                           "log_keys": self._log_keys(validation is not None)})
-            cb.on_train_begin()
-        for epoch in range(initial_epoch, epochs):
-            for cb in callbacks:
-                cb.on_epoch_begin(epoch)
-            logs = self._run_epoch(xs, ys, batch_size, shuffle, epoch, epochs, steps, verbose,
-                                   log_every, callbacks, epoch == initial_epoch)
+        hooks.train_begin()
+        try:
+            for epoch in range(initial_epoch, epochs):
+                hooks.epoch_begin(epoch)
+                logs = self._run_epoch(feed, epoch, log_every, hooks, epoch == initial_epoch)
+                if validation is not None:
+                    val = self._evaluate(validation)
+                    logs.update({f"val_{k}": v for k, v in val.items() if isinstance(v, float)})
+                self.epoch = epoch + 1
+                hooks.epoch_end(epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            progbar.close()
+            feed.close()
             if validation is not None:
-                val = self._evaluate(*validation, batch_size=max(batch_size, 256))
-                logs.update({f"val_{k}": v for k, v in val.items() if isinstance(v, float)})
-            history.append(epoch, logs)
-            self.epoch = epoch + 1
-            for cb in callbacks:
-                cb.on_epoch_end(epoch, logs)
-            if verbose:
-                print(f"epoch {epoch + 1}/{epochs}: "
-                      + ", ".join(f"{k}={v:.4f}" for k, v in logs.items()))
-            if self.stop_training:
-                break
+                validation.close()
         self.rng_state = random.get_state()
-        for cb in callbacks:
-            cb.on_train_end(history.history)
+        hooks.train_end(history.history)
         self.history = history
         return history
 
-    def _run_epoch(self, xs: list[Any], ys: list[Any], batch_size: int, shuffle: bool,
-                   epoch: int, epochs: int, steps: int, verbose: int, log_every: int,
-                   callbacks: Sequence[Callback], first: bool) -> dict[str, float]:
+    def _run_epoch(self, feed: Feed, epoch: int, log_every: int, hooks: CallbackList,
+                   first: bool) -> dict[str, float]:
         for metric in self.metrics:
             metric.reset()
         loss_sum: Any = 0.0
         output_sums: list[Any] = [0.0] * len(self.losses)
         seen = 0
-        bar = progress(steps, f"epoch {epoch + 1}/{epochs}", verbose)
-        n_in = len(xs)
-        for step, batch in enumerate(batches(xs + ys, batch_size, shuffle)):
-            size = batch[0].shape[0]
-            # the first step of a fit call checks the outputs (e.g. logits given to a loss
-            # on probabilities); the other steps read nothing back
-            loss, per_output = self._train_step(batch[:n_in], batch[n_in:],
-                                                "fit" if first and step == 0 else None)
-            loss_sum = loss_sum + loss * size
-            if len(per_output) > 1:
-                output_sums = [s + v * size for s, v in zip(output_sums, per_output)]
-            seen += size
-            if callbacks:
-                logs = {"loss": loss}
-                for cb in callbacks:
-                    cb.on_batch_end(step, logs)
-            if (step + 1) % log_every == 0 or step + 1 == steps:
-                mean_loss = float(loss_sum) / seen  # the one host sync per log_every steps
-                if not math.isfinite(mean_loss) and not self.stop_training:
-                    bar.close()
-                    raise FloatingPointError(
-                        f"fit: the loss became {mean_loss} in epoch {epoch + 1}, between steps "
-                        f"{max(step + 2 - log_every, 1)} and {step + 1}; lower the learning "
-                        "rate, clip gradients (clipnorm=) or check the inputs for NaN/Inf"
-                    )
-                bar.set_postfix(loss=f"{mean_loss:.4f}", **{
-                    name: f"{m.result():.4f}" for name, m in self._metric_items() if m.scalar})
-            bar.update(1)
-            if self.stop_training:
-                break
-        bar.close()
-        logs = {"loss": float(loss_sum) / max(seen, 1)}
-        if len(self.losses) > 1:
-            logs.update({f"{name}_loss": float(s) / max(seen, 1)
+        steps = feed.steps
+        batches = feed.epoch(epoch)
+        try:
+            for step, (xs, ys, ws) in enumerate(batches):
+                size = xs[0].shape[0]
+                if hooks.wants_batches:
+                    hooks.batch_begin(step, {"size": size})
+                # the first step of a fit call checks the outputs (e.g. logits given to a loss
+                # on probabilities); the other steps read nothing back
+                loss, per_output = self._train_step(xs, ys, ws,
+                                                    "fit" if first and step == 0 else None)
+                loss_sum = loss_sum + loss * size
+                if len(per_output) > 1:
+                    output_sums = [s + v * size for s, v in zip(output_sums, per_output)]
+                seen += size
+                if hooks.wants_batches:
+                    hooks.batch_end(step, {"loss": loss, "size": size})
+                if (step + 1) % log_every == 0 or step + 1 == steps:
+                    # the one host sync per log_every steps
+                    hooks.log(step, self._running_logs(loss_sum, output_sums, seen, final=False))
+                if self.stop_training:
+                    break
+        finally:
+            batches.close()
+        if seen == 0:
+            raise ValueError(f"fit: epoch {epoch + 1} got no batches from the data (an empty "
+                             "dataset, or a generator that was used up: pass steps_per_epoch= "
+                             "or a DataLoader, which can be read again every epoch)")
+        return self._running_logs(loss_sum, output_sums, seen, final=True)
+
+    def _running_logs(self, loss_sum: Any, output_sums: list[Any], seen: int,
+                      final: bool) -> dict[str, float]:
+        """The epoch's means so far as floats (loss, each output's loss, scalar metrics)."""
+        logs = {"loss": float(loss_sum) / seen}
+        if len(self.losses) > 1 and final:
+            logs.update({f"{name}_loss": float(s) / seen
                          for name, s in zip(self.output_names, output_sums)})
         logs.update({name: m.result() for name, m in self._metric_items() if m.scalar})
         return logs
 
     # ------------------------------------------------------------------ evaluate / predict
-    def evaluate(self, x: Any, y: Any, batch_size: int = 256) -> dict[str, float]:
-        """Mean loss (and each output's, with several) and every compiled metric over
-        (x, y), in eval mode."""
+    def evaluate(self, x: Any, y: Any = None, batch_size: int | None = None, *,
+                 sample_weight: Any = None, steps: int | None = None, verbose: int = 0,
+                 return_dict: bool = True) -> dict[str, float] | list[float] | float:
+        """Mean loss (and each output's, with several) and every compiled metric over the
+        data (arrays, a DataLoader or an iterable of batches, as ``fit`` takes them), in
+        eval mode. ``return_dict=False`` gives Keras' list ``[loss, metric, ...]`` (the loss
+        alone as a float when there are no metrics); ``verbose=1`` shows a progress bar."""
         self._check_compiled("evaluate")
         check_counts(batch_size, 1, 0.0, "evaluate")
-        xs, ys = check_fit_inputs(self, x, y, where="evaluate")
-        return self._evaluate(xs, ys, batch_size, check="evaluate")
+        check_fit_args(verbose=verbose, steps=steps, where="evaluate")
+        feed = make_feed(self, x, y, sample_weight, steps=steps, where="evaluate",
+                         batch_size=batch_size if is_stream(x, y) else batch_size or 256)
+        try:
+            results = self._evaluate(feed, check="evaluate", verbose=verbose)
+        finally:
+            feed.close()
+        if return_dict:
+            return results
+        values = list(results.values())
+        return values[0] if len(values) == 1 else values
 
-    def _evaluate(self, xs: list[Any], ys: list[Any], batch_size: int,
-                  check: str | None = None) -> dict[str, float]:
+    def _evaluate(self, feed: Feed, check: str | None = None,
+                  verbose: int = 0) -> dict[str, float]:
         for metric in self.metrics:
             metric.reset()
         sums: list[Any] = [0.0] * len(self.losses)
-        n_in = len(xs)
-        for batch in batches(xs + ys, batch_size, shuffle=False):
-            outs, _ = self._graph.forward(batch[:n_in], training=False)  # contexts dropped
-            if check:  # the first batch only: outputs the losses cannot read
-                check_predictions(self, outs, check)
-                check = None
-            yb = batch[n_in:]
-            size = batch[0].shape[0]
-            sums = [s + loss(out, t) * size for s, loss, out, t in zip(sums, self.losses, outs, yb)]
-            self._update_metrics(outs, yb)
-        n = xs[0].shape[0]
-        per_output = [float(s) / n for s in sums]
+        seen = 0
+        bar = progress(feed.steps, "evaluate", verbose)
+        try:
+            for xs, ys, ws in feed.epoch(0):
+                outs, _ = self._graph.forward(xs, training=False)  # contexts dropped
+                if check:  # the first batch only: outputs the losses cannot read
+                    check_predictions(self, outs, check)
+                    check = None
+                size = xs[0].shape[0]
+                ws = ws or [None] * len(outs)
+                sums = [s + _loss_value(loss, out, t, w) * size
+                        for s, loss, out, t, w in zip(sums, self.losses, outs, ys, ws)]
+                self._update_metrics(outs, ys)
+                seen += size
+                bar.update(1)
+        finally:
+            bar.close()
+        if seen == 0:
+            raise ValueError(f"{feed.where}: the data gave no batches")
+        per_output = [float(s) / seen for s in sums]
         total = sum(w * v for w, v in zip(self.loss_weights, per_output))
         results = {"loss": total + float(self._penalty())}
         if len(per_output) > 1:
@@ -371,24 +433,44 @@ class Trainer:
         results.update({name: m.result() for name, m in self._metric_items()})
         return results
 
-    def predict(self, x: Any, batch_size: int = 256) -> Any:
-        """Outputs for ``x`` in eval mode, in batches (a list with several outputs).
-        NumPy in, NumPy out; backend in, backend out. Keeps no caches."""
+    def predict(self, x: Any, batch_size: int | None = None, *, steps: int | None = None,
+                verbose: int = 0) -> Any:
+        """Outputs for ``x`` (arrays, a DataLoader, or an iterable of batches ``x`` or
+        ``(x, ...)``) in eval mode, in batches (a list with several outputs). NumPy in,
+        NumPy out; backend in, backend out (a DataLoader or iterable: NumPy out). Keeps no
+        caches. ``verbose=1`` shows a progress bar."""
         check_counts(batch_size, 1, 0.0, "predict")
+        check_fit_args(verbose=verbose, steps=steps, where="predict")
         if not self._graph.nodes:
             raise ValueError("predict: the model has no layers")
-        first = x if not isinstance(x, (list, tuple, dict)) else next(iter(
-            x.values() if isinstance(x, dict) else x), None)
-        host = not backend.is_array(first)
-        xs = inputs_list(self, x, "predict")
+        stream = is_stream(x, None)
+        host = stream or not backend.is_array(_first_array(x))
+        feed = make_feed(self, x, batch_size=batch_size if stream else (batch_size or 256),
+                         steps=steps, where="predict", targets=False)
         parts: list[list[Any]] = [[] for _ in self.outputs]
-        for batch in batches(xs, batch_size, shuffle=False):
-            outs, _ = self._graph.forward(batch, training=False)
-            for part, out in zip(parts, outs):
-                part.append(out)
+        bar = progress(feed.steps, "predict", verbose)
+        try:
+            for xs, _, _ in feed.epoch(0):
+                outs, _ = self._graph.forward(xs, training=False)
+                for part, out in zip(parts, outs):
+                    part.append(out)
+                bar.update(1)
+        finally:
+            bar.close()
+            feed.close()
+        if not parts[0]:
+            raise ValueError("predict: the data gave no batches")
         ys = [backend.xp.concat(p, axis=0) for p in parts]
         ys = [backend.to_numpy(v) for v in ys] if host else ys
         return ys if self._multi_out else ys[0]
+
+    def find_lr(self, x: Any, y: Any = None, **kwargs: Any) -> Any:
+        """The learning-rate range test (:func:`dnn.callbacks.find_lr`): trains briefly with a
+        rising rate, restores the model, and returns the :class:`~dnn.callbacks.LRFinder`
+        (``.suggestion()``, ``.plot()``)."""
+        from dnn.callbacks.lr_finder import find_lr
+
+        return find_lr(self, x, y, **kwargs)
 
     # ------------------------------------------------------------------ files
     def summary(self, input_shape: tuple[int, ...] | None = None) -> str:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from dnn.callbacks.base import Callback
 
-class History:
+
+class History(Callback):
+    """Records every epoch's logs (the first callback of every ``fit``)."""
+
     def __init__(self) -> None:
         self.history: dict[str, list[float]] = {}
         self.epoch: list[int] = []
@@ -14,6 +18,9 @@ class History:
         self.epoch.append(epoch)
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+        self.append(epoch, logs or {})
 
     def to_pandas(self) -> Any:
         """The history as a DataFrame indexed by epoch (needs pandas: the ``data`` extra)."""

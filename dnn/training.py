@@ -46,10 +46,14 @@ def progress(total: int, desc: str, verbose: int) -> Any:
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
 
 
-def check_counts(batch_size: int, epochs: int, validation_split: float, where: str) -> None:
-    """``batch_size`` >= 1, ``epochs`` >= 0, ``validation_split`` in [0, 1)."""
+def check_counts(batch_size: int | None, epochs: int, validation_split: float,
+                 where: str) -> None:
+    """``batch_size`` >= 1 (or None: the default), ``epochs`` >= 0, ``validation_split``
+    in [0, 1)."""
     for arg, value, low in (("batch_size", batch_size, 1), ("epochs", epochs, 0)):
-        if not _is_int(value) or value < low:
+        if value is None and arg == "batch_size":
+            continue
+        if not is_int(value) or value < low:
             raise ValueError(f"{where}: {arg} must be an int >= {low}, got {value!r}")
     if (not isinstance(validation_split, numbers.Real) or isinstance(validation_split, bool)
             or not 0.0 <= validation_split < 1.0):
@@ -57,19 +61,20 @@ def check_counts(batch_size: int, epochs: int, validation_split: float, where: s
                          f"{validation_split!r}")
 
 
-def split_validation(model: Any, xs: list[Any], ys: list[Any], validation_split: float,
-                     validation_data: Any) -> tuple[list[Any], list[Any], Any]:
-    """Hold out the last ``validation_split`` of (xs, ys) as Keras does, or check
-    ``validation_data``: (train xs, train ys, validation pair or None). A split that
-    leaves no training or no validation sample is refused with both counts."""
-    if validation_split and validation_data is not None:
+def split_validation(model: Any, x: Any, y: Any, validation_split: float,
+                     validation_data: Any) -> tuple[Any, Any, Any]:
+    """Hold out the last ``validation_split`` of the arrays (x, y) as Keras does:
+    (train x, train y, (validation x, validation y)), each in the structure given
+    (array, list or dict). A split that leaves no training or no validation sample is
+    refused with both counts."""
+    if validation_data is not None:
         raise ValueError("fit: pass validation_split or validation_data, not both (got "
                          f"validation_split={validation_split!r} and validation_data)")
-    if validation_data is not None:
-        return xs, ys, check_validation_data(model, validation_data)
-    if not validation_split:
-        return xs, ys, None
-    n = xs[0].shape[0]
+    if x is None or y is None:
+        raise ValueError("fit: x and y are both required")
+    xs = [_numeric(a, "x", "fit") for a in per_name(x, model.input_names, "x", "input", "fit")]
+    ys = [_numeric(a, "y", "fit") for a in per_name(y, model.output_names, "y", "output", "fit")]
+    n = xs[0].shape[0] if xs[0].ndim else 0
     held_out = math.ceil(n * validation_split)
     split = n - held_out
     if split < 1 or held_out < 1:
@@ -77,8 +82,16 @@ def split_validation(model: Any, xs: list[Any], ys: list[Any], validation_split:
             f"fit: validation_split={validation_split!r} of {n} samples leaves {split} training "
             f"and {held_out} validation samples; both need at least 1 (use a smaller "
             "validation_split, more data, or validation_data=)")
-    validation = ([a[split:, ...] for a in xs], [a[split:, ...] for a in ys])
-    return [a[:split, ...] for a in xs], [a[:split, ...] for a in ys], validation
+
+    def part(arrays: list[Any], names: list[str], like: Any, rows: slice) -> Any:
+        parts = [a[rows, ...] for a in arrays]
+        if isinstance(like, dict):
+            return dict(zip(names, parts))
+        return parts if len(names) > 1 else parts[0]
+
+    train, held = slice(0, split), slice(split, None)
+    return (part(xs, model.input_names, x, train), part(ys, model.output_names, y, train),
+            (part(xs, model.input_names, x, held), part(ys, model.output_names, y, held)))
 
 
 def check_predictions(model: Any, outs: list[Any], where: str) -> None:
@@ -188,7 +201,7 @@ def check_fit_inputs(model: Any, x: Any, y: Any, where: str = "fit") -> tuple[li
     if x is None or y is None:
         raise ValueError(f"{where}: x and y are both required")
     xs = inputs_list(model, x, where)
-    ys = _per_name(y, model.output_names, "y", "output", where)
+    ys = per_name(y, model.output_names, "y", "output", where)
     ys = [_numeric(v, name, where) for v, name in zip(ys, _labels("y", model.output_names))]
     n = xs[0].shape[0]
     for v, name in zip(ys, _labels("y", model.output_names)):
@@ -245,11 +258,23 @@ def _integral_labels(loss: Any, y: Any, name: str, where: str) -> Any:
     return xp.astype(y, xp.int64)
 
 
+def fix_labels(loss: Any, y: Any) -> Any:
+    """Class indices given as floats become int64 for a class-index loss (the check that
+    they are whole numbers, :func:`_integral_labels`, ran on the first batch)."""
+    from dnn.losses import CategoricalCrossentropy, SoftmaxCrossEntropy
+
+    xp = backend.xp
+    if (y.ndim == 1 and xp.isdtype(y.dtype, "real floating")
+            and isinstance(loss, (CategoricalCrossentropy, SoftmaxCrossEntropy))):
+        return xp.astype(y, xp.int64)
+    return y
+
+
 def inputs_list(model: Any, x: Any, where: str) -> list[Any]:
     """The model's inputs from ``x`` (array, list or dict): checked, on the backend."""
     if x is None:
         raise ValueError(f"{where}: x is required")
-    xs = _per_name(x, model.input_names, "x", "input", where)
+    xs = per_name(x, model.input_names, "x", "input", where)
     labels = _labels("x", model.input_names)
     xs = [_numeric(v, name, where) for v, name in zip(xs, labels)]
     n = xs[0].shape[0] if xs[0].ndim else 0
@@ -274,7 +299,7 @@ def _labels(arg: str, names: list[str]) -> list[str]:
     return [arg] if len(names) == 1 else [f"{arg}[{n!r}]" for n in names]
 
 
-def _per_name(value: Any, names: list[str], arg: str, kind: str, where: str) -> list[Any]:
+def per_name(value: Any, names: list[str], arg: str, kind: str, where: str) -> list[Any]:
     """One entry per model input/output from an array, a list or a dict keyed by name."""
     if isinstance(value, dict):
         if set(value) != set(names):
@@ -293,23 +318,25 @@ def _per_name(value: Any, names: list[str], arg: str, kind: str, where: str) -> 
     return [value]
 
 
-def check_validation_data(model: Any, data: Any) -> tuple[list[Any], list[Any]]:
-    """``validation_data`` must be a pair (x_val, y_val), checked as fit's own data."""
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        length = f" of length {len(data)}" if hasattr(data, "__len__") else ""
-        raise ValueError(f"fit: validation_data must be a pair (x_val, y_val), got "
-                         f"{type(data).__name__}{length}")
-    return check_fit_inputs(model, data[0], data[1], where="fit: validation_data")
+def check_fit_args(where: str = "fit", **values: Any) -> None:
+    """The counters of ``fit``/``evaluate``/``predict`` other than epochs and batch_size:
+    ``initial_epoch`` >= 0, ``log_every`` >= 1, ``verbose`` in {0, 1, 2}, and the step
+    counts (``steps_per_epoch``, ``validation_steps``, ``steps``) >= 1 or None."""
+    for arg, value in values.items():
+        if arg == "verbose":
+            if value not in (0, 1, 2) or isinstance(value, float):
+                raise ValueError(f"{where}: verbose must be 0 (silent), 1 (a progress bar) or 2 "
+                                 f"(one line per epoch), got {value!r}")
+            continue
+        if value is None and "steps" in arg:
+            continue
+        low = 0 if arg == "initial_epoch" else 1
+        if not is_int(value) or value < low:
+            extra = " or None" if "steps" in arg else ""
+            raise ValueError(f"{where}: {arg} must be an int >= {low}{extra}, got {value!r}")
 
 
-def check_fit_args(initial_epoch: int, log_every: int) -> None:
-    """The counters of ``fit`` other than epochs and batch_size."""
-    for arg, value, low in (("initial_epoch", initial_epoch, 0), ("log_every", log_every, 1)):
-        if not _is_int(value) or value < low:
-            raise ValueError(f"fit: {arg} must be an int >= {low}, got {value!r}")
-
-
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     """A Python or NumPy integer (both are ``numbers.Integral``), not a bool."""
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 

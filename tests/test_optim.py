@@ -596,3 +596,76 @@ def test_trajectory_on_a_large_flat_buffer(float64, name):
     got = run_dnn(make(name, kwargs), steps=2, init=init)
     want = run_reference(REFERENCES[name](**kwargs), steps=2, init=init)
     assert_same_trajectory(got, want, rtol=1e-9, init=init)
+
+
+# ------------------------------------------------------------------ Keras argument names
+
+
+@pytest.mark.parametrize("name", sorted(optim.OPTIMIZERS))
+def test_learning_rate_is_an_alias_of_lr(name):
+    cls = optim.OPTIMIZERS[name]
+    keras, ours = cls(learning_rate=0.0125), cls(lr=0.0125)
+    assert keras.lr == keras.learning_rate == 0.0125
+    assert keras.get_config() == ours.get_config()
+    assert "learning_rate" not in keras.get_config()  # model files keep the canonical name
+    with pytest.raises(TypeError, match=rf"{name}: got both lr= and learning_rate="):
+        cls(lr=0.1, learning_rate=0.1)
+    with pytest.raises(TypeError, match="got both lr= and learning_rate="):
+        cls(0.1, learning_rate=0.1)  # lr given by position
+
+
+def test_learning_rate_accepts_a_schedule():
+    schedule = schedules.ExponentialDecay(0.1, 0.5)
+    opt = SGD(learning_rate=schedule)
+    assert opt.schedule is schedule and opt.lr == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("cls", [Adam, AdamW, NAdam])
+def test_adam_family_takes_keras_names(cls):
+    opt = cls(learning_rate=1e-3, beta_1=0.8)
+    assert opt.betas == (0.8, 0.999) and opt.lr == 1e-3
+    opt = cls(beta_2=0.95, epsilon=1e-7)
+    assert opt.betas == (0.9, 0.95) and opt.eps == 1e-7
+    assert cls(beta_1=0.7, beta_2=0.9).get_config() == cls(betas=(0.7, 0.9)).get_config()
+    with pytest.raises(TypeError, match=r"got both betas= and beta_1= \(the Keras name of betas\[0\]\)"):
+        cls(betas=(0.9, 0.99), beta_1=0.8)
+    with pytest.raises(TypeError, match="got both eps= and epsilon="):
+        cls(eps=1e-8, epsilon=1e-7)
+    with pytest.raises(ValueError, match=r"betas\[0\]"):  # checked as the canonical argument
+        cls(beta_1=1.5)
+
+
+def test_other_keras_names():
+    assert RMSprop(rho=0.9, epsilon=1e-7).get_config() == RMSprop(alpha=0.9, eps=1e-7).get_config()
+    assert Adagrad(epsilon=1e-7).eps == 1e-7
+    assert SGD(global_clipnorm=1.0).clipnorm == 1.0  # both are the global norm over all grads
+    assert isinstance(optim.get("adam", learning_rate=0.01, beta_1=0.5), Adam)
+
+
+def test_keras_names_leave_the_signature_alone():
+    """The aliases are translated by a wrapper; introspection still sees the torch names."""
+    assert list(inspect.signature(Adam).parameters) == ["lr", "betas", "eps", "weight_decay", "kwargs"]
+    for cls in optim.OPTIMIZERS.items():
+        assert not set(inspect.signature(cls[1]).parameters) & set(cls[1].keras_aliases)
+
+
+def test_a_user_subclass_inherits_the_keras_names():
+    class Halved(Adam):
+        keras_aliases = {"decay": "weight_decay"}  # noqa: RUF012
+
+        def __init__(self, lr=0.5, **kwargs):
+            super().__init__(lr=lr / 2, **kwargs)
+
+    opt = Halved(learning_rate=0.4, beta_1=0.6, decay=0.1)
+    assert (opt.lr, opt.betas, opt.weight_decay) == (0.2, (0.6, 0.999), 0.1)
+
+
+def test_learning_rate_property_is_what_the_next_step_uses(float64):
+    p = dnn.Parameter(dnn.to_device(np.array([2.0, -1.0])), "p")
+    opt = SGD(lr=0.1)
+    opt.learning_rate = 0.5
+    assert opt.lr == 0.5
+    p.grad = dnn.to_device(np.array([0.5, -4.0]))
+    opt.step([p])
+    np.testing.assert_allclose(dnn.to_numpy(p.data), [2.0 - 0.25, -1.0 + 2.0], rtol=1e-15)
+    assert opt.state_dict([p])["lr"] == 0.5

@@ -11,7 +11,11 @@ metrics, and ``val_*`` with validation data). ``on_batch_end`` receives
 ``logs["loss"]`` as a 0-d *device* array: reading it (``float(...)``) forces a
 host sync, so a callback should do that only now and then.
 
-Provided: :class:`EarlyStopping`, :class:`ModelCheckpoint`,
+``on_log`` receives, every ``log_every`` batches and at an epoch's last batch, the
+epoch's running means (``loss``, metrics) as floats. ``fit`` itself adds
+:class:`History` first and :class:`ProgbarLogger` and :class:`NaNGuard` last.
+
+Provided: :class:`LRFinder` (the learning-rate range test), :class:`EarlyStopping`, :class:`ModelCheckpoint`,
 :class:`LearningRateScheduler`, :class:`ReduceLROnPlateau`,
 :class:`TerminateOnNaN`, :class:`CSVLogger`, :class:`LambdaCallback`.
 """
@@ -19,9 +23,12 @@ Provided: :class:`EarlyStopping`, :class:`ModelCheckpoint`,
 from dnn.callbacks.base import Callback
 from dnn.callbacks.learning_rate import LearningRateScheduler, ReduceLROnPlateau
 from dnn.callbacks.logging import CSVLogger, LambdaCallback, TerminateOnNaN
+from dnn.callbacks.lr_finder import LRFinder, find_lr
 from dnn.callbacks.monitor import EarlyStopping, ModelCheckpoint
+from dnn.callbacks.progress import NaNGuard, ProgbarLogger
 
 __all__ = [
-    "CSVLogger", "Callback", "EarlyStopping", "LambdaCallback", "LearningRateScheduler",
-    "ModelCheckpoint", "ReduceLROnPlateau", "TerminateOnNaN",
+    "CSVLogger", "Callback", "EarlyStopping", "LRFinder", "LambdaCallback",
+    "LearningRateScheduler", "ModelCheckpoint", "NaNGuard", "ProgbarLogger",
+    "ReduceLROnPlateau", "TerminateOnNaN", "find_lr",
 ]

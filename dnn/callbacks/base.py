@@ -10,6 +10,8 @@ from dnn import backend
 
 
 class Callback:
+    """Hooks ``fit`` calls; override the ones you need (see :mod:`dnn.callbacks`)."""
+
     model: Any = None
     params: dict[str, Any] = {}  # noqa: RUF012  (replaced per instance by set_params)
 
@@ -27,7 +29,69 @@ class Callback:
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None: ...
 
+    def on_batch_begin(self, batch: int, logs: dict[str, Any] | None = None) -> None: ...
+
     def on_batch_end(self, batch: int, logs: dict[str, Any] | None = None) -> None: ...
+
+    def on_log(self, batch: int, logs: dict[str, float] | None = None) -> None:
+        """Every ``log_every`` batches and at an epoch's last batch: the epoch's running
+        means so far (``loss``, metrics) as floats — the one host read of those steps."""
+
+
+class CallbackList:
+    """The callbacks of one ``fit`` call, each hook dispatched in order.
+
+    Per-batch hooks go only to the callbacks that override them, so a plain
+    ``fit`` pays no Python call per batch for callbacks that do not listen.
+    """
+
+    def __init__(self, callbacks: list[Callback], model: Any, params: dict[str, Any]) -> None:
+        self.callbacks = callbacks
+        for cb in callbacks:
+            cb.set_model(model)
+            cb.set_params(params)
+        self._batch_begin = _overriding(callbacks, "on_batch_begin")
+        self._batch_end = _overriding(callbacks, "on_batch_end")
+        self._log = _overriding(callbacks, "on_log")
+
+    @property
+    def wants_batches(self) -> bool:
+        """Whether any callback listens to ``on_batch_begin``/``on_batch_end``."""
+        return bool(self._batch_begin or self._batch_end)
+
+    def train_begin(self) -> None:
+        for cb in self.callbacks:
+            cb.on_train_begin()
+
+    def train_end(self, logs: dict[str, Any]) -> None:
+        for cb in self.callbacks:
+            cb.on_train_end(logs)
+
+    def epoch_begin(self, epoch: int) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch)
+
+    def epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, logs)
+
+    def batch_begin(self, batch: int, logs: dict[str, Any]) -> None:
+        for cb in self._batch_begin:
+            cb.on_batch_begin(batch, logs)
+
+    def batch_end(self, batch: int, logs: dict[str, Any]) -> None:
+        for cb in self._batch_end:
+            cb.on_batch_end(batch, logs)
+
+    def log(self, batch: int, logs: dict[str, float]) -> None:
+        for cb in self._log:
+            cb.on_log(batch, logs)
+
+
+def _overriding(callbacks: list[Callback], hook: str) -> list[Callback]:
+    base = getattr(Callback, hook)
+    return [cb for cb in callbacks
+            if getattr(type(cb), hook, base) is not base or hook in vars(cb)]
 
 
 # ---------------------------------------------------------------- monitoring helpers

@@ -121,7 +121,8 @@ class LambdaCallback(Callback):
     """A callback from plain functions, e.g. ``LambdaCallback(on_epoch_end=lambda e, logs: ...)``."""
 
     def __init__(self, **hooks: Callable[..., None]) -> None:
-        valid = {"on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end", "on_batch_end"}
+        valid = {"on_train_begin", "on_train_end", "on_epoch_begin", "on_epoch_end",
+                 "on_batch_begin", "on_batch_end", "on_log"}
         if unknown := set(hooks) - valid:
             raise TypeError(f"LambdaCallback: unknown hooks {sorted(unknown)}; valid are {sorted(valid)}")
         for hook, fn in hooks.items():

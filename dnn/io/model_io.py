@@ -175,7 +175,7 @@ def load_model(path: str | os.PathLike, compile: bool = True) -> Any:
             _load_optimizer_state(ar, model)
         training = meta.get("training") or {}
         epoch = training.get("epoch", 0) if isinstance(training, dict) else None
-        if not _is_int(epoch) or epoch < 0:
+        if not is_int(epoch) or epoch < 0:
             raise fail(ar.path, f"metadata training.epoch must be an int >= 0, got {epoch!r:.80}")
         model.epoch = epoch
         model.rng_state = _read_rng(ar)
@@ -206,7 +206,7 @@ def _check_header(ar: Archive, kinds: tuple[str, ...]) -> None:
         raise fail(ar.path, f"not a dnn model file: metadata 'format' is {meta.get('format')!r:.80}, "
                             f"expected {FORMAT!r}")
     version = meta.get("format_version")
-    if not _is_int(version) or version < 1:
+    if not is_int(version) or version < 1:
         raise fail(ar.path, f"metadata 'format_version' must be an int >= 1, got {version!r:.80}")
     if version > FORMAT_VERSION:
         raise fail(ar.path, f"the file has format version {version} (written by dnn "
@@ -227,7 +227,7 @@ def _field(ar: Archive, meta: dict[str, Any], key: str, kind: type) -> Any:
     return value
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -295,7 +295,7 @@ def _load_optimizer_state(ar: Archive, model: Any) -> None:
     if not isinstance(counters, dict):
         raise fail(ar.path, f"metadata 'optimizer_state' must be an object, got {counters!r:.80}")
     iterations, lr = counters.get("iterations"), counters.get("lr")
-    if not _is_int(iterations) or iterations < 0:
+    if not is_int(iterations) or iterations < 0:
         raise fail(ar.path, f"optimizer_state.iterations must be an int >= 0, got {iterations!r:.80}")
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not (math.isfinite(lr) and lr > 0):
         raise fail(ar.path, f"optimizer_state.lr must be a finite number > 0, got {lr!r:.80}")

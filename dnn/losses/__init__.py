@@ -1,8 +1,10 @@
-"""Losses: ``loss(y_pred, y_true)`` returns the mean loss; ``loss.backward()`` its gradient."""
+"""Losses: ``loss(y_pred, y_true, sample_weight=None)`` returns the loss reduced as the
+loss's ``reduction`` says (``"mean"``: Σᵢ wᵢ·lᵢ / N, the default; ``"sum"``; ``"none"``:
+the (N,) vector wᵢ·lᵢ); ``loss.backward()`` its gradient (see :mod:`dnn.losses.base`)."""
 
 from __future__ import annotations
 
-from dnn.losses.base import REGISTRY, Loss, class_targets
+from dnn.losses.base import REDUCTIONS, REGISTRY, Loss, class_targets, sample_weights
 from dnn.losses.crossentropy import (
     BinaryCrossentropy,
     CategoricalCrossentropy,
@@ -20,6 +22,7 @@ def get(loss: str | Loss) -> Loss:
 
 
 __all__ = [
-    "MAE", "MSE", "REGISTRY", "BinaryCrossentropy", "CategoricalCrossentropy", "Huber", "Loss",
-    "SigmoidBinaryCrossentropy", "SoftmaxCrossEntropy", "class_targets", "get",
+    "MAE", "MSE", "REDUCTIONS", "REGISTRY", "BinaryCrossentropy", "CategoricalCrossentropy",
+    "Huber", "Loss", "SigmoidBinaryCrossentropy", "SoftmaxCrossEntropy", "class_targets", "get",
+    "sample_weights",
 ]

@@ -1,15 +1,26 @@
 """Cross-entropy losses for classification, on probabilities or on logits.
 
-With N samples, C classes, t the one-hot (or probability) targets:
+With N samples, C classes, t the one-hot (or probability) targets, per-sample
+losses lᵢ and their reduction L with weights wᵢ as in :mod:`dnn.losses.base`
+(``"mean"``: L = (1/N) Σᵢ wᵢ·lᵢ; ``"sum"``: Σᵢ wᵢ·lᵢ; ``"none"``: wᵢ·lᵢ), and
+cᵢ = dL/dlᵢ (wᵢ/N, wᵢ, or gᵢ·wᵢ with an upstream gradient g):
 
 - CategoricalCrossentropy on probabilities p (clipped to [1e-7, 1 − 1e-7] as in
-  the NNFS book):  L = −(1/N) Σ t·log p,   dL/dp = −t / (N·p).
+  the NNFS book):  lᵢ = −Σ_c t·log p,   dL/dp = −cᵢ·t / p.
 - SoftmaxCrossEntropy on logits z (fused, stable):
-  L = −(1/N) Σ t·(z − logsumexp z),          dL/dz = (softmax(z) − t) / N.
-- BinaryCrossentropy on probabilities p, mean over all M elements:
-  L = −(1/M) Σ t·log p + (1 − t)·log(1 − p),  dL/dp = (p − t) / (M·p·(1 − p)).
+  lᵢ = −Σ_c t·(z − logsumexp z),          dL/dz = cᵢ·(softmax(z) − t).
+- BinaryCrossentropy on probabilities p, lᵢ the mean over the K elements of sample i:
+  lᵢ = −(1/K) Σ_j t·log p + (1 − t)·log(1 − p),  dL/dp = cᵢ·(p − t) / (K·p·(1 − p)).
 - SigmoidBinaryCrossentropy on logits z (stable):
-  L = (1/M) Σ max(z, 0) − z·t + log(1 + e^−|z|),  dL/dz = (σ(z) − t) / M.
+  lᵢ = (1/K) Σ_j max(z, 0) − z·t + log(1 + e^−|z|),  dL/dz = cᵢ·(σ(z) − t) / K.
+
+Unweighted with ``"mean"`` (the default) these are the means over the batch (over all
+M = N·K elements for the binary losses): cᵢ/K = 1/M, a Python number.
+
+``label_smoothing=ε`` in [0, 1) replaces the targets before all of the above:
+t ← t·(1 − ε) + ε/C for the categorical losses (PyTorch's ``cross_entropy(label_smoothing=ε)``
+and Keras), t ← t·(1 − ε) + ε/2 for the binary ones (Keras); for class-index and
+one-hot targets alike.
 
 The probability losses take ``from_logits=`` as in Keras (default False, so the
 Keras strings ``"categorical_crossentropy"``, ``"sparse_categorical_crossentropy"``
@@ -22,10 +33,11 @@ probabilities, naming the loss to use.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from dnn import backend
-from dnn.losses.base import Loss, class_targets, register
+from dnn.losses.base import Loss, class_targets, numel, register, stats
 
 _EPS = 1e-7
 #: how far a probability may stray outside [0, 1] (rounding) before it counts as a logit
@@ -39,26 +51,27 @@ def _softmax_xent(loss: Loss, y_pred: Any, targets: Any) -> Any:
     total = xp.sum(exp, axis=1, keepdims=True)
     loss._cache = (exp / total, targets)
     log_probs = shifted - xp.log(total)
-    return -xp.sum(targets * log_probs) / y_pred.shape[0]
+    return -loss._reduce_rows(targets * log_probs)
 
 
 def _softmax_xent_gradient(loss: Loss) -> Any:
     probs, targets = loss._cache
     loss._cache = None
-    return (probs - targets) * (1.0 / probs.shape[0])
+    return (probs - targets) * loss._scale(tuple(probs.shape), elementwise=False)
 
 
 def _sigmoid_bce(loss: Loss, y_pred: Any, targets: Any) -> Any:
     xp = backend.xp
     loss._cache = (y_pred, targets)
-    return xp.mean(xp.maximum(y_pred, 0.0) - y_pred * targets + xp.log1p(xp.exp(-xp.abs(y_pred))))
+    return loss._reduce_elements(
+        xp.maximum(y_pred, 0.0) - y_pred * targets + xp.log1p(xp.exp(-xp.abs(y_pred))))
 
 
 def _sigmoid_bce_gradient(loss: Loss) -> Any:
     logits, targets = loss._cache
     loss._cache = None
     sigmoid = 0.5 * (backend.xp.tanh(0.5 * logits) + 1.0)
-    return (sigmoid - targets) / _numel(logits)
+    return (sigmoid - targets) * loss._scale(tuple(logits.shape), elementwise=True)
 
 
 def _check_from_logits(loss: Loss, from_logits: Any) -> bool:
@@ -68,23 +81,47 @@ def _check_from_logits(loss: Loss, from_logits: Any) -> bool:
     return from_logits
 
 
-def _stats(*values: Any) -> list[float]:
-    """Several 0-d device values read to the host with one transfer."""
-    xp = backend.xp
-    stacked = xp.stack([xp.astype(v, xp.float64) for v in values])
-    return [float(v) for v in backend.to_numpy(stacked)]
+def _check_label_smoothing(loss: Loss, label_smoothing: Any) -> float:
+    name = type(loss).__name__
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)):
+        raise TypeError(f"{name}: label_smoothing must be a number in [0, 1), "
+                        f"got {label_smoothing!r}")
+    if not (math.isfinite(label_smoothing) and 0 <= label_smoothing < 1):
+        raise ValueError(f"{name}: label_smoothing must be in [0, 1) (0: none; 1 would "
+                         f"leave only the uniform target), got {label_smoothing!r}")
+    return float(label_smoothing)
 
 
-class _ProbabilityLoss(Loss):
+def _smooth(targets: Any, label_smoothing: float, classes: int) -> Any:
+    """t·(1 − ε) + ε/classes (unchanged for ε = 0)."""
+    if not label_smoothing:
+        return targets
+    return targets * (1.0 - label_smoothing) + label_smoothing / classes
+
+
+class _CrossEntropy(Loss):
+    """A cross-entropy: ``label_smoothing`` and ``reduction``."""
+
+    def __init__(self, label_smoothing: float = 0.0, reduction: str = "mean") -> None:
+        super().__init__(reduction)
+        self.label_smoothing = _check_label_smoothing(self, label_smoothing)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"label_smoothing": self.label_smoothing, **super().get_config()}
+
+
+class _ProbabilityLoss(_CrossEntropy):
     """A loss on probabilities that can also read logits (``from_logits=True``)."""
 
     _logits_loss = ""  # the name of the equivalent loss on logits, for messages
 
-    def __init__(self, from_logits: bool = False) -> None:
+    def __init__(self, from_logits: bool = False, label_smoothing: float = 0.0,
+                 reduction: str = "mean") -> None:
+        super().__init__(label_smoothing, reduction)
         self.from_logits = _check_from_logits(self, from_logits)
 
     def get_config(self) -> dict[str, Any]:
-        return {"from_logits": self.from_logits}
+        return {"from_logits": self.from_logits, **super().get_config()}
 
     def _refuse(self, what: str, fix: str) -> None:
         name = type(self).__name__
@@ -106,19 +143,19 @@ class CategoricalCrossentropy(_ProbabilityLoss):
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         xp = backend.xp
-        targets = class_targets(self, y_pred, y_true)
+        targets = _smooth(class_targets(self, y_pred, y_true), self.label_smoothing, y_pred.shape[1])
         if self.from_logits:
             return _softmax_xent(self, y_pred, targets)
         clipped = xp.clip(y_pred, _EPS, 1.0 - _EPS)
         self._cache = (clipped, targets)
-        return -xp.sum(targets * xp.log(clipped)) / y_pred.shape[0]
+        return -self._reduce_rows(targets * xp.log(clipped))
 
     def gradient(self) -> Any:
         if self.from_logits:
             return _softmax_xent_gradient(self)
         clipped, targets = self._cache
         self._cache = None
-        return -targets / (clipped * clipped.shape[0])
+        return targets / clipped * -self._scale(tuple(clipped.shape), elementwise=False)
 
     def check_predictions(self, y_pred: Any) -> None:
         """Probabilities: every value in [0, 1] and every row summing to 1 (one host read)."""
@@ -127,7 +164,7 @@ class CategoricalCrossentropy(_ProbabilityLoss):
         xp = backend.xp
         classes = int(y_pred.shape[1])
         sums = xp.sum(y_pred, axis=1)
-        low, high, off = _stats(xp.min(y_pred), xp.max(y_pred), xp.max(xp.abs(sums - 1.0)))
+        low, high, off = stats(xp.min(y_pred), xp.max(y_pred), xp.max(xp.abs(sums - 1.0)))
         if low < -_RANGE_TOLERANCE or high > 1.0 + _RANGE_TOLERANCE:
             self._refuse(f"has values from {low:.4g} to {high:.4g}, outside [0, 1]",
                          "a Softmax layer")
@@ -138,14 +175,15 @@ class CategoricalCrossentropy(_ProbabilityLoss):
 
 
 @register(aliases=("softmax_cross_entropy",))
-class SoftmaxCrossEntropy(Loss):
+class SoftmaxCrossEntropy(_CrossEntropy):
     """Cross-entropy of softmax(logits), fused and stable: the recommended pairing for a
     model that ends in a plain Dense."""
 
     from_logits = True
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
-        return _softmax_xent(self, y_pred, class_targets(self, y_pred, y_true))
+        targets = class_targets(self, y_pred, y_true)
+        return _softmax_xent(self, y_pred, _smooth(targets, self.label_smoothing, y_pred.shape[1]))
 
     def gradient(self) -> Any:
         return _softmax_xent_gradient(self)
@@ -153,7 +191,7 @@ class SoftmaxCrossEntropy(Loss):
 
 @register(aliases=("binary_crossentropy",))
 class BinaryCrossentropy(_ProbabilityLoss):
-    """Binary cross-entropy of probabilities, the mean over all elements
+    """Binary cross-entropy of probabilities, per sample the mean over its elements
     (``from_logits=True``: of logits, exactly as :class:`SigmoidBinaryCrossentropy`)."""
 
     _logits_loss = "SigmoidBinaryCrossentropy"
@@ -161,33 +199,34 @@ class BinaryCrossentropy(_ProbabilityLoss):
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         xp = backend.xp
         self._check_same_shape(y_pred, y_true)
-        targets = xp.astype(y_true, y_pred.dtype)
+        targets = _smooth(xp.astype(y_true, y_pred.dtype), self.label_smoothing, 2)
         if self.from_logits:
             return _sigmoid_bce(self, y_pred, targets)
         clipped = xp.clip(y_pred, _EPS, 1.0 - _EPS)
         self._cache = (clipped, targets)
-        return -xp.mean(targets * xp.log(clipped) + (1.0 - targets) * xp.log(1.0 - clipped))
+        return -self._reduce_elements(targets * xp.log(clipped) + (1.0 - targets) * xp.log(1.0 - clipped))
 
     def gradient(self) -> Any:
         if self.from_logits:
             return _sigmoid_bce_gradient(self)
         clipped, targets = self._cache
         self._cache = None
-        return (clipped - targets) / (clipped * (1.0 - clipped) * _numel(clipped))
+        scale = self._scale(tuple(clipped.shape), elementwise=True)
+        return (clipped - targets) / (clipped * (1.0 - clipped)) * scale
 
     def check_predictions(self, y_pred: Any) -> None:
         """Probabilities: every value in [0, 1] (one host read)."""
-        if self.from_logits or _numel(y_pred) == 0:
+        if self.from_logits or numel(tuple(y_pred.shape)) == 0:
             return
         xp = backend.xp
-        low, high = _stats(xp.min(y_pred), xp.max(y_pred))
+        low, high = stats(xp.min(y_pred), xp.max(y_pred))
         if low < -_RANGE_TOLERANCE or high > 1.0 + _RANGE_TOLERANCE:
             self._refuse(f"has values from {low:.4g} to {high:.4g}, outside [0, 1]",
                          "a Sigmoid layer")
 
 
 @register(aliases=("sigmoid_binary_crossentropy",))
-class SigmoidBinaryCrossentropy(Loss):
+class SigmoidBinaryCrossentropy(_CrossEntropy):
     """Binary cross-entropy of sigmoid(logits), stable (no overflow for large |z|)."""
 
     from_logits = True
@@ -195,14 +234,8 @@ class SigmoidBinaryCrossentropy(Loss):
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         xp = backend.xp
         self._check_same_shape(y_pred, y_true)
-        return _sigmoid_bce(self, y_pred, xp.astype(y_true, y_pred.dtype))
+        return _sigmoid_bce(self, y_pred, _smooth(xp.astype(y_true, y_pred.dtype),
+                                                  self.label_smoothing, 2))
 
     def gradient(self) -> Any:
         return _sigmoid_bce_gradient(self)
-
-
-def _numel(x: Any) -> int:
-    n = 1
-    for d in x.shape:
-        n *= d
-    return n

@@ -1,9 +1,16 @@
-"""Regression losses, each the mean over all M elements of d = y_pred − y_true.
+"""Regression losses on d = y_pred − y_true, per sample the mean over its K elements.
 
-- MSE:    L = (1/M) Σ d²,   dL/dy_pred = 2·d / M
-- MAE:    L = (1/M) Σ |d|,  dL/dy_pred = sign(d) / M
-- Huber:  L = (1/M) Σ ½d² if |d| ≤ δ else δ·(|d| − ½δ),
-          dL/dy_pred = clip(d, −δ, δ) / M   (PyTorch's HuberLoss)
+Per-sample losses lᵢ, reduced with weights wᵢ as in :mod:`dnn.losses.base`
+(``"mean"``: L = (1/N) Σᵢ wᵢ·lᵢ; ``"sum"``: Σᵢ wᵢ·lᵢ; ``"none"``: wᵢ·lᵢ), and
+cᵢ = dL/dlᵢ (wᵢ/N, wᵢ, or gᵢ·wᵢ with an upstream gradient g):
+
+- MSE:    lᵢ = (1/K) Σ_j d²,   dL/dy_pred = cᵢ·2·d / K
+- MAE:    lᵢ = (1/K) Σ_j |d|,  dL/dy_pred = cᵢ·sign(d) / K
+- Huber:  lᵢ = (1/K) Σ_j ½d² if |d| ≤ δ else δ·(|d| − ½δ),
+          dL/dy_pred = cᵢ·clip(d, −δ, δ) / K   (PyTorch's HuberLoss)
+
+Unweighted with ``"mean"`` (the default) each is the mean over all M = N·K elements:
+cᵢ/K = 1/M, a Python number.
 """
 
 from __future__ import annotations
@@ -12,7 +19,6 @@ from typing import Any
 
 from dnn import backend
 from dnn.losses.base import Loss, register
-from dnn.losses.crossentropy import _numel
 
 
 class _Elementwise(Loss):
@@ -21,35 +27,37 @@ class _Elementwise(Loss):
         self._cache = diff = y_pred - backend.xp.astype(y_true, y_pred.dtype)
         return diff
 
-    def _take(self) -> Any:
+    def _take(self) -> tuple[Any, Any]:
+        """The cached d (freed) and the factor cᵢ/K for its gradient."""
         diff, self._cache = self._cache, None
-        return diff
+        return diff, self._scale(tuple(diff.shape), elementwise=True)
 
 
 @register(aliases=("mse", "mean_squared_error"))
 class MSE(_Elementwise):
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         diff = self._diff(y_pred, y_true)
-        return backend.xp.mean(diff * diff)
+        return self._reduce_elements(diff * diff)
 
     def gradient(self) -> Any:
-        diff = self._take()
-        return diff * (2.0 / _numel(diff))
+        diff, scale = self._take()
+        return diff * (2.0 * scale)
 
 
 @register(aliases=("mae", "mean_absolute_error"))
 class MAE(_Elementwise):
     def forward(self, y_pred: Any, y_true: Any) -> Any:
-        return backend.xp.mean(backend.xp.abs(self._diff(y_pred, y_true)))
+        return self._reduce_elements(backend.xp.abs(self._diff(y_pred, y_true)))
 
     def gradient(self) -> Any:
-        diff = self._take()
-        return backend.xp.sign(diff) * (1.0 / _numel(diff))
+        diff, scale = self._take()
+        return backend.xp.sign(diff) * scale
 
 
 @register(aliases=("huber",))
 class Huber(_Elementwise):
-    def __init__(self, delta: float = 1.0) -> None:
+    def __init__(self, delta: float = 1.0, reduction: str = "mean") -> None:
+        super().__init__(reduction)
         if delta <= 0:
             raise ValueError(f"Huber: delta must be > 0, got {delta!r}")
         self.delta = float(delta)
@@ -58,11 +66,11 @@ class Huber(_Elementwise):
         xp = backend.xp
         abs_diff = xp.abs(self._diff(y_pred, y_true))
         quadratic = xp.minimum(abs_diff, self.delta)
-        return xp.mean(0.5 * quadratic * quadratic + self.delta * (abs_diff - quadratic))
+        return self._reduce_elements(0.5 * quadratic * quadratic + self.delta * (abs_diff - quadratic))
 
     def gradient(self) -> Any:
-        diff = self._take()
-        return backend.xp.clip(diff, -self.delta, self.delta) * (1.0 / _numel(diff))
+        diff, scale = self._take()
+        return backend.xp.clip(diff, -self.delta, self.delta) * scale
 
     def get_config(self) -> dict[str, Any]:
-        return {"delta": self.delta}
+        return {"delta": self.delta, **super().get_config()}

@@ -5,15 +5,16 @@ lr_t = lr / (1 + (t − 1)·η);   g ← g + λ·θ;   s ← s + g²;   θ ← �
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from dnn import backend
-from dnn.optim.base import Optimizer, check_eps, check_number, register
+from dnn.optim.base import KerasAlias, Optimizer, check_eps, check_number, register
 
 
 @register
 class Adagrad(Optimizer):
     state_names = ("sum",)
+    keras_aliases: ClassVar[dict[str, KerasAlias]] = {"epsilon": "eps"}
 
     def __init__(self, lr: Any = 0.01, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  eps: float = 1e-10, **kwargs: Any) -> None:

@@ -6,21 +6,26 @@ AdamW:  θ ← θ·(1 − lr·λ) first, then the Adam step without λ (decouple
 NAdam:  μ_t = β₁·(1 − ½·0.96^(t·ψ)),  Π_t = Π_{k≤t} μ_k
         θ ← θ − lr·(1 − μ_t)/(1 − Π_t)·g/d − lr·μ_{t+1}/(1 − Π_t·μ_{t+1})·m/d,
         d = √(v / (1 − β₂ᵗ)) + ε
+
+Keras names are accepted too: ``learning_rate`` (lr), ``beta_1``/``beta_2`` (β₁, β₂),
+``epsilon`` (ε).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from dnn import backend
 from dnn.backend import ops
-from dnn.optim.base import Optimizer, check_eps, check_number, register
+from dnn.optim.base import KerasAlias, Optimizer, check_eps, check_number, register
 
 
 @register
 class Adam(Optimizer):
     state_names = ("exp_avg", "exp_avg_sq")
+    keras_aliases: ClassVar[dict[str, KerasAlias]] = {
+        "beta_1": ("betas", 0), "beta_2": ("betas", 1), "epsilon": "eps"}
 
     def __init__(self, lr: Any = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8, weight_decay: float = 0.0, **kwargs: Any) -> None:

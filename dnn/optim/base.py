@@ -11,14 +11,22 @@ Gradient accumulation (``gradient_accumulation_steps=k``, the Keras 3 argument):
 every k-th call, with the mean ḡ = (1/k)·Σ gⱼ — so k micro-batches of size b
 give the update of one batch of size k·b (for losses that are batch means).
 Clipping, the learning-rate schedule and ``iterations`` see updates, not calls.
+
+Keras argument names: every optimizer also takes the names a Keras user types
+(``learning_rate=`` for ``lr=``; ``beta_1=``, ``beta_2=``, ``epsilon=`` on the
+Adam family; see each class's :attr:`Optimizer.keras_aliases`), translated once
+at construction by :meth:`Optimizer.__init_subclass__`; ``opt.learning_rate``
+reads and sets ``opt.lr``. ``get_config`` (model files) keeps the canonical names.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from dnn import backend
 from dnn.backend import ops
@@ -84,9 +92,78 @@ def check_count(owner: str, arg: str, value: Any, low: int) -> int:
     return int(value)
 
 
+#: a Keras argument name's canonical counterpart: an argument, or (argument, i) for
+#: element i of a pair (``beta_1`` is ``betas[0]``)
+KerasAlias = str | tuple[str, int]
+
+
+def _init_default(cls: type, arg: str) -> Any:
+    """The default of ``arg`` in the nearest ``__init__`` along ``cls``'s MRO that has one."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        parameter = inspect.signature(init).parameters.get(arg) if init is not None else None
+        if parameter is not None and parameter.default is not parameter.empty:
+            return parameter.default
+    raise TypeError(f"{cls.__name__}: {arg} has no default to complete")
+
+
+def _canonical_kwargs(cls: type[Optimizer], positional: list[str],
+                      kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with every Keras name in ``cls.keras_aliases`` replaced by its canonical
+    argument (``positional``: the arguments already given by position). An argument given
+    under both names is a ``TypeError``."""
+    given = set(positional) | set(kwargs)
+    out = {k: v for k, v in kwargs.items() if k not in cls.keras_aliases}
+    pairs: dict[str, list[Any]] = {}
+    for alias, target in cls.keras_aliases.items():
+        if alias not in kwargs:
+            continue
+        arg, index = (target, None) if isinstance(target, str) else target
+        if arg in given:
+            what = arg if index is None else f"{arg}[{index}]"
+            raise TypeError(f"{cls.__name__}: got both {arg}= and {alias}= (the Keras name of "
+                            f"{what}); pass one of them")
+        if index is None:
+            out[arg] = kwargs[alias]
+        else:
+            pairs.setdefault(arg, list(_init_default(cls, arg)))[index] = kwargs[alias]
+    out.update({arg: tuple(values) for arg, values in pairs.items()})
+    return out
+
+
+def _accepting_keras_names(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` that first translates Keras argument names (signature unchanged for
+    ``inspect``: the wrapper is ``functools.wraps``'d)."""
+    names = [p.name for p in inspect.signature(init).parameters.values()
+             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][1:]  # without self
+
+    @functools.wraps(init)
+    def wrapper(self: Optimizer, *args: Any, **kwargs: Any) -> None:
+        if any(alias in kwargs for alias in type(self).keras_aliases):
+            kwargs = _canonical_kwargs(type(self), names[: len(args)], kwargs)
+        init(self, *args, **kwargs)
+
+    return wrapper
+
+
 class Optimizer:
     #: names of the per-element state arrays the update rule keeps
     state_names: tuple[str, ...] = ()
+    #: Keras argument names accepted as aliases (``Adam(learning_rate=1e-3, beta_1=0.8)``);
+    #: a subclass lists its own, its parents' are merged in by ``__init_subclass__``
+    keras_aliases: ClassVar[dict[str, KerasAlias]] = {
+        "learning_rate": "lr", "global_clipnorm": "clipnorm"}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Merge the parents' :attr:`keras_aliases` and make the class's own ``__init__``
+        accept them."""
+        super().__init_subclass__(**kwargs)
+        merged: dict[str, KerasAlias] = {}
+        for klass in reversed(cls.__mro__):
+            merged.update(klass.__dict__.get("keras_aliases", {}))
+        cls.keras_aliases = merged
+        if "__init__" in cls.__dict__:
+            cls.__init__ = _accepting_keras_names(cls.__dict__["__init__"])  # type: ignore[method-assign]
 
     def __init__(
         self,
@@ -116,6 +193,16 @@ class Optimizer:
         self.gradient_accumulation_steps = k
         self._states: dict[int, dict[str, Any]] = {}
         self._accumulated = 0  # calls of step since the last update
+
+    @property
+    def learning_rate(self) -> float:
+        """Keras's name for :attr:`lr`: the rate of the next update (settable; a per-step
+        schedule recomputes it before every update)."""
+        return self.lr
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.lr = value
 
     def step(self, params: list[Parameter]) -> None:
         """Update every parameter in place from its ``.grad`` (every k-th call with the
@@ -245,7 +332,8 @@ class Optimizer:
         return {"iterations": self.iterations, "lr": self.lr, "arrays": arrays}
 
     def load_state_dict(self, params: list[Parameter], state: dict[str, Any]) -> None:
-        """Restore what :meth:`state_dict` returned, for the same parameter list."""
+        """Restore what :meth:`state_dict` returned, for the same parameter list; state that
+        it does not hold (a parameter never stepped) starts from zeros, as in a new optimizer."""
         self.iterations = int(state["iterations"])
         self.lr = float(state["lr"])
         arrays = state["arrays"]
@@ -258,10 +346,11 @@ class Optimizer:
                 i = index[id(p)]
                 for name in self.state_names:
                     key = f"{i}.{name}"
+                    view = group.view(flat_state[name], j)
                     if key in arrays:
-                        group.view(flat_state[name], j)[...] = backend.asarray(
-                            arrays[key], dtype=group.data.dtype
-                        )
+                        view[...] = backend.asarray(arrays[key], dtype=group.data.dtype)
+                    else:
+                        view[...] = 0.0
 
     def get_config(self) -> dict[str, Any]:
         config = {"lr": self.lr, "weight_decay": self.weight_decay}

@@ -2,18 +2,22 @@
 
 g ← g + λ·θ;   v ← α·v + (1 − α)·g²;   d = g / (√v + ε)
 θ ← θ − lr·d, or with momentum μ:  b ← μ·b + d,  θ ← θ − lr·b
+
+Keras names are accepted too: ``learning_rate`` (lr), ``rho`` (α), ``epsilon`` (ε).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from dnn import backend
-from dnn.optim.base import Optimizer, check_eps, check_number, register
+from dnn.optim.base import KerasAlias, Optimizer, check_eps, check_number, register
 
 
 @register
 class RMSprop(Optimizer):
+    keras_aliases: ClassVar[dict[str, KerasAlias]] = {"epsilon": "eps", "rho": "alpha"}
+
     def __init__(self, lr: Any = 0.01, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, **kwargs: Any) -> None:
         super().__init__(lr, weight_decay, **kwargs)
