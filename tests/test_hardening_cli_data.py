@@ -375,7 +375,8 @@ def test_version():
 def test_piped_output_shows_one_line_per_epoch():
     result = run("train", "spiral", "--epochs", "3", "--hidden", "8")
     assert result.returncode == 0, result.stderr
-    epochs = [line for line in result.stdout.splitlines() if re.match(r"\s+epoch \d/3: loss ", line)]
+    epochs = [line for line in result.stdout.splitlines()
+              if re.match(r"epoch \d/3 \([\d.]+s\): loss=", line)]
     assert len(epochs) == 3
     assert "\r" not in result.stdout + result.stderr  # no progress bar in a log
     quiet = run("train", "spiral", "--epochs", "3", "--hidden", "8", "-q")

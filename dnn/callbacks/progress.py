@@ -46,7 +46,7 @@ class ProgbarLogger(Callback):
         if self.verbose:
             seconds = time.perf_counter() - self._start
             print(f"epoch {epoch + 1}/{self.params['epochs']} ({seconds:.1f}s): "
-                  + ", ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items()))
+                  + ", ".join(f"{k}={v:.4f}" for k, v in (logs or {}).items()), flush=True)
 
     def close(self) -> None:
         """Remove the bar (at an epoch's end, or when ``fit`` stops on an error)."""

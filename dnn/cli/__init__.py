@@ -46,25 +46,6 @@ from dnn.cli.checks import SEED_MAX, _hidden, _positive, _seed, validate_train
 
 
 # --------------------------------------------------------------------------- commands
-def _epoch_lines(epochs: int) -> Any:
-    """A callback that prints one line per epoch (``--progress lines``, the default when the
-    output is not a terminal): a log gets the numbers without a progress bar's redraws."""
-    from dnn.callbacks import Callback
-
-    class EpochLines(Callback):
-        start = 0.0
-
-        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self.start = time.perf_counter()
-
-        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            values = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-            print(f"  epoch {epoch + 1}/{epochs}: {values} ({time.perf_counter() - self.start:.1f} s)",
-                  flush=True)
-
-    return EpochLines()
-
-
 def _progress(args: argparse.Namespace) -> str:
     """--progress as given; by default a bar on a terminal, else one line per epoch."""
     if args.progress is not None:
@@ -110,12 +91,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"  model {args.model}{hidden}: {describe_model(model)}; {params:,} parameters")
     print(f"  {x_train.shape[0]} training / {x_test.shape[0]} held-out samples, epochs {epochs}, "
           f"batch {batch_size}, Adam lr {lr:g} (cosine decay)", flush=True)
-    callbacks = []
-    if progress == "lines":
-        callbacks.append(_epoch_lines(epochs))
     start = time.perf_counter()
+    verbose = {"bar": 1, "lines": 2, "none": 0}[progress]  # lines: one per epoch, for logs
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size,
-                        verbose=1 if progress == "bar" else 0, seed=seed, callbacks=callbacks)
+                        verbose=verbose, seed=seed)
     dnn.synchronize()
     seconds = time.perf_counter() - start
     train_acc = history.history["accuracy"][-1] if history.history.get("accuracy") else float("nan")

@@ -115,7 +115,12 @@ def collate(samples: Sequence[Any]) -> Any:
         return {k: collate([s[k] for s in samples]) for k in first}
     if isinstance(first, (list, tuple)):
         return type(first)(collate([s[i] for s in samples]) for i in range(len(first)))
-    if _is_array(first) and not isinstance(first, np.ndarray):
-        xp = array_namespace(first)
-        return xp.stack(list(samples))
-    return np.stack([np.asarray(s) for s in samples])
+    try:
+        if _is_array(first) and not isinstance(first, np.ndarray):
+            return array_namespace(first).stack(list(samples))
+        return np.stack([np.asarray(s) for s in samples])
+    except (ValueError, TypeError, RuntimeError) as exc:
+        shapes = sorted({tuple(getattr(s, "shape", np.shape(s))) for s in samples})
+        raise ValueError(f"collate: the samples of a batch cannot be stacked (their shapes: "
+                         f"{shapes[:4]}{' ...' if len(shapes) > 4 else ''}); every sample must "
+                         f"have the same structure and shapes ({exc})") from exc
