@@ -2,7 +2,8 @@
 
     python -m benchmarks                  # suites, scaling, memory, compare -> BENCHMARKS.md
     python -m benchmarks --quick          # a smoke run (small grids, 6,000 samples)
-    python -m benchmarks --skip suites    # leave out parts: suites, scaling, memory, compare
+    python -m benchmarks --skip suites    # leave out parts: suites, scaling, memory, compare,
+                                          # loader (a part left out keeps its last section)
 
 The pytest-benchmark suites run in a subprocess and save their JSON to
 benchmarks/results/suites.json (and to .benchmarks/ with --benchmark-autosave,
@@ -21,11 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import compare, memory, scaling
+from benchmarks import compare, loader, memory, scaling
 from benchmarks.common import RESULTS, ROOT, machine_info, machine_lines, markdown_table
 
 SUITES = ["benchmarks/bench_layers.py", "benchmarks/bench_conv.py", "benchmarks/bench_lstm.py"]
-PARTS = ("suites", "scaling", "memory", "compare")
+PARTS = ("suites", "scaling", "memory", "compare", "loader")
 
 
 def run_suites(quick: bool, threads: int | None = None) -> dict[str, Any] | None:
@@ -97,16 +98,29 @@ def write_markdown(info: dict[str, Any], sections: dict[str, str], path: Path, s
     titles = {
         "compare": "Side by side with PyTorch, the GEMM floor and scikit-learn "
                    "(`python -m benchmarks.compare`)",
+        "loader": "Feeding the MLP epoch: arrays vs DataLoader (`python -m benchmarks.loader`)",
         "scaling": "Cost model: time ∝ work (`python -m benchmarks.scaling`)",
         "memory": "Memory per layer vs theory (`python -m benchmarks.memory`, "
                   "asserted by tests/test_memory.py)",
         "suites": "Per-layer suites (pytest-benchmark: "
                   "`python -m pytest benchmarks/bench_layers.py --benchmark-only`)",
     }
-    for key in ("compare", "scaling", "memory", "suites"):
+    kept = previous_sections(path)  # the parts not rerun (--skip) keep their last results
+    for key in ("compare", "loader", "scaling", "memory", "suites"):
         if key in sections:
             lines += ["", f"## {titles[key]}", "", sections[key]]
+        elif titles[key] in kept:
+            lines += ["", f"## {titles[key]}", "", kept[titles[key]]]
     path.write_text("\n".join(lines) + "\n")
+
+
+def previous_sections(path: Path) -> dict[str, str]:
+    """The ``## title`` sections of an existing BENCHMARKS.md, by title."""
+    if not path.is_file():
+        return {}
+    parts = path.read_text().split("\n## ")[1:]
+    return {part.split("\n", 1)[0]: part.split("\n", 1)[1].strip("\n") for part in parts
+            if "\n" in part}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -149,6 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / "compare.json").write_text(json.dumps(res, indent=1, default=str))
         sections["compare"] = compare.report(res)
         print(sections["compare"], flush=True)
+    if "loader" not in args.skip:
+        res = loader.run(args.repeats, args.threads, args.quick)
+        (RESULTS / "loader.json").write_text(json.dumps(res, indent=1, default=str))
+        sections["loader"] = loader.report(res)
+        print(sections["loader"], flush=True)
     info = machine_info()
     info["threads_requested"] = args.threads
     write_markdown(info, sections, args.output, started)
