@@ -16,6 +16,7 @@ and every batch is brought to the model's dtypes.
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,7 @@ from dnn.data import ArrayDataset, DataLoader
 from dnn.data.loader import to_backend
 from dnn.training import check_fit_inputs, fix_labels, inputs_list, is_int, per_name
 from dnn.weighting import (
+    check_class_weight,
     check_sample_weight,
     class_weight_vector,
     sample_weights,
@@ -32,6 +34,7 @@ from dnn.weighting import (
 )
 
 Batch = tuple[list[Any], list[Any], list[Any] | None]
+_END = object()
 
 
 def is_stream(x: Any, y: Any) -> bool:
@@ -48,16 +51,23 @@ def is_stream(x: Any, y: Any) -> bool:
 class Feed:
     """Batches of one ``fit``/``evaluate``/``predict`` call as ``(xs, ys, ws)`` lists.
 
-    ``steps``: batches per epoch when known (``steps_per_epoch``, or the loader's
-    length), else None. ``epoch(e)`` iterates epoch ``e``'s batches; with
-    ``steps_per_epoch`` one iterator is kept across epochs (an endless generator
-    is read on, not restarted). ``close()`` stops any loader thread.
+    ``steps``: batches per epoch when known (``steps_per_epoch``/``steps``, or the
+    loader's length), else None. ``epoch(e)`` gives training epoch ``e``: a whole pass,
+    or with ``steps_per_epoch`` the next ``steps`` batches of a stream kept open across
+    epochs — for a map-style loader positioned from ``e`` alone (pass ``e·steps // L`` at
+    batch ``e·steps % L``), so a resumed fit reads what the uninterrupted one read.
+    ``once()`` gives one evaluation: a pass from the start (``steps`` batches of it), or
+    the next batches of a one-shot generator. ``close()`` stops any loader thread.
+
+    Streamed batches after the first are not checked one by one (that would read the
+    device every step): each batch adds device-side flags for class labels out of range,
+    binary targets outside [0, 1] and bad weights, and :meth:`verify` reads them where the
+    loop reads the device anyway (every ``log_every`` steps, and at the end).
     """
 
     def __init__(self, model: Any, loader: DataLoader, steps: int | None, where: str,
                  targets: bool, class_weight: Any, checked: bool) -> None:
         self.model = model
-        self.class_weight = class_weight
         self.loader = loader
         self.where = where
         self.targets = targets
@@ -65,21 +75,78 @@ class Feed:
         #: arrays were checked whole and are served as (xs, ys[, ws]) lists already; a stream
         #: checks its first batch and converts every batch
         self._prepared = self._checked = checked
+        #: {class: weight} until the first batch shows the output's width; then a vector
+        self._class_weight = class_weight
         self._stream: Iterator[Any] | None = None
+        self._position = 0
+        self._flags: dict[str, Any] = {}
+        self._classes: list[int | None] = []
+        self._count = 0
         try:
             known = len(loader)
         except TypeError:
             known = None
         self.steps = steps if steps is not None else known
 
+    # ------------------------------------------------------------ epochs
     def epoch(self, epoch: int) -> Iterator[Batch]:
+        """Training epoch ``epoch``'s batches."""
         if self.fixed_steps is None:
             self.loader.set_epoch(epoch)
-            yield from (self._unpack(b) for b in self.loader)
-            return
-        for _ in range(self.fixed_steps):
-            batch = self._next_endless(epoch)
-            if batch is None:
+            yield from self._read(iter(self.loader))
+        elif self.loader.map_style:
+            yield from self._positioned(epoch * self.fixed_steps)
+        else:
+            yield from self._endless()
+
+    def once(self) -> Iterator[Batch]:
+        """One evaluation's batches: ``steps`` of them, or all."""
+        self.loader.set_epoch(0)
+        yield from self._read(iter(self.loader), self.fixed_steps)
+
+    def _read(self, stream: Iterator[Any], count: int | None = None) -> Iterator[Batch]:
+        try:
+            for batch in itertools.islice(stream, count):  # islice reads no batch beyond
+                yield self._unpack(batch)
+        finally:
+            stream.close()  # type: ignore[attr-defined]
+
+    def _positioned(self, start: int) -> Iterator[Batch]:
+        length = len(self.loader)
+        if length == 0:
+            raise ValueError(f"{self.where}: the DataLoader has no batches (an empty dataset, "
+                             "or fewer samples than batch_size with drop_last=True)")
+        if self._stream is None or self._position != start:
+            self._open(start, length)
+        for _ in range(self.fixed_steps or 0):
+            batch = next(self._stream, _END)
+            if batch is _END:  # this pass is over: the next one, from its first batch
+                self._open(self._position, length)
+                batch = next(self._stream, _END)
+            self._position += 1
+            yield self._unpack(batch)
+
+    def _open(self, position: int, length: int) -> None:
+        self.close()
+        self.loader.set_epoch(position // length, skip_batches=position % length)
+        self._stream, self._position = iter(self.loader), position
+
+    def _endless(self) -> Iterator[Batch]:
+        for _ in range(self.fixed_steps or 0):
+            batch = _END
+            for _attempt in range(2):
+                if self._stream is None:
+                    self._stream = iter(self.loader)
+                batch = next(self._stream, _END)
+                if batch is not _END or self.loader.one_shot:
+                    break
+                self.close()  # a re-iterable dataset: start it again
+            if batch is _END:
+                warnings.warn(f"{self.where}: the data ran out before steps_per_epoch="
+                              f"{self.fixed_steps} batches; training stops here (make the "
+                              "generator endless, or lower steps_per_epoch)", RuntimeWarning,
+                              stacklevel=4)
+                self.model.stop_training = True
                 return
             yield self._unpack(batch)
 
@@ -88,29 +155,53 @@ class Feed:
             self._stream.close()  # type: ignore[attr-defined]
             self._stream = None
 
-    def _next_endless(self, epoch: int) -> Any:
-        for attempt in range(2):
-            if self._stream is None:
-                self.loader.set_epoch(epoch)
-                self._stream = iter(self.loader)
-            try:
-                return next(self._stream)
-            except StopIteration:
-                self._stream = None
-                if attempt or not _restartable(self.loader):
-                    break
-        warnings.warn(f"{self.where}: the data ran out before steps_per_epoch="
-                      f"{self.fixed_steps} batches; training stops here (make the generator "
-                      "endless, or lower steps_per_epoch)", RuntimeWarning, stacklevel=4)
-        self.model.stop_training = True
-        return None
+    # ------------------------------------------------------------ checks
+    def verify(self, steps: str) -> None:
+        """Raise if a streamed batch since the last call had bad labels or weights (one
+        device read; ``steps`` says which batches, for the message)."""
+        if not self._flags:
+            return
+        kinds = list(self._flags)
+        xp = backend.xp
+        found = backend.to_numpy(xp.stack([self._flags[k] for k in kinds]))
+        self._flags = {}
+        bad = [k for k, hit in zip(kinds, found) if hit]
+        if bad:
+            raise ValueError(f"{self.where}: a batch among {steps} had {' and '.join(bad)}; "
+                             "check the data source (the first batch of a stream is checked "
+                             "in full, the others by these flags)")
+
+    def _flag(self, kind: str, bad: Any) -> None:
+        hit = backend.xp.any(bad)
+        self._flags[kind] = hit if kind not in self._flags else self._flags[kind] | hit
+
+    def _flag_batch(self, ys: list[Any], ws: list[Any] | None) -> None:
+        from dnn.losses import (
+            BinaryCrossentropy,
+            CategoricalCrossentropy,
+            SigmoidBinaryCrossentropy,
+            SoftmaxCrossEntropy,
+        )
+
+        xp = backend.xp
+        for y, loss, classes in zip(ys, self.model.losses, self._classes):
+            if isinstance(loss, (CategoricalCrossentropy, SoftmaxCrossEntropy)) and classes \
+                    and y.ndim == 1:
+                self._flag(f"class labels outside [0, {classes})", (y < 0) | (y >= classes))
+            elif isinstance(loss, (BinaryCrossentropy, SigmoidBinaryCrossentropy)) and \
+                    not xp.isdtype(y.dtype, "bool"):
+                self._flag("binary targets outside [0, 1]", (y < 0) | (y > 1))
+        for w in ws or []:
+            self._flag("sample weights that are negative, NaN or Inf",
+                       xp.logical_not(xp.isfinite(w)) | (w < 0))
 
     # ------------------------------------------------------------ one batch
     def _unpack(self, batch: Any) -> Batch:
+        self._count += 1
         if self._prepared:
             ws = batch[2] if len(batch) == 3 else None
-            if self.class_weight is not None:
-                ws = with_class_weight(self.class_weight, batch[1][0], ws)
+            if self._class_weight is not None:
+                ws = with_class_weight(self._class_weight, batch[1][0], ws)
             return batch[0], (batch[1] if self.targets else []), ws
         model, where = self.model, self.where
         if isinstance(batch, (tuple, list)) and not (
@@ -119,10 +210,12 @@ class Feed:
             parts = list(batch)
         else:
             parts = [batch]
-        if not 1 <= len(parts) <= 3 or (self.targets and len(parts) < 2):
+        if not 1 <= len(parts) <= 3 or (self.targets and len(parts) < 2) or parts[0] is None:
             need = "(x, y) or (x, y, sample_weight)" if self.targets else "x or (x, ...)"
-            raise ValueError(f"{where}: each batch must be {need}, got a "
-                             f"{type(batch).__name__} of {len(parts)} parts")
+            got = "None" if batch is None or parts[0] is None else \
+                f"a {type(batch).__name__} of {len(parts)} parts"
+            raise ValueError(f"{where}: each batch must be {need}, got {got} (batch "
+                             f"{self._count})")
         x, first = parts[0], not self._checked
         w = parts[2] if self.targets and len(parts) == 3 else None
         if first:  # the first batch of a stream: the checks arrays get whole
@@ -130,9 +223,13 @@ class Feed:
             label = f"{where} (first batch)"
             if self.targets:
                 xs, ys = check_fit_inputs(model, x, parts[1], where=label)
+                self._classes = [model.output_width(i, xs) for i in range(len(ys))]
             else:
                 xs, ys = inputs_list(model, x, label), []
             ws = None if w is None else check_sample_weight(model, w, xs[0].shape[0], label)
+            if self._class_weight is not None:
+                self._class_weight = class_weight_vector(model, self._class_weight, where,
+                                                         xs, ys[0])
         else:
             xs = [_as_input(v, dtype) for v, dtype in zip(
                 per_name(x, model.input_names, "x", "input", where), model.input_dtypes)]
@@ -141,8 +238,12 @@ class Feed:
                 ys = [fix_labels(loss, to_backend(v)) for loss, v in zip(
                     model.losses, per_name(parts[1], model.output_names, "y", "output", where))]
                 ws = None if w is None else sample_weights(model, w)
-        if self.class_weight is not None:
-            ws = with_class_weight(self.class_weight, ys[0], ws)
+                self._flag_batch(ys, ws)
+        if xs[0].ndim == 0 or xs[0].shape[0] == 0:
+            raise ValueError(f"{where}: batch {self._count} is empty (shape "
+                             f"{tuple(xs[0].shape)}); every batch needs at least one sample")
+        if self._class_weight is not None:
+            ws = with_class_weight(self._class_weight, ys[0], ws)
         return xs, ys, ws
 
 
@@ -154,15 +255,11 @@ def _as_input(value: Any, dtype: str | None) -> Any:
     return value
 
 
-def _restartable(loader: DataLoader) -> bool:
-    return loader.map_style or iter(loader.dataset) is not loader.dataset
-
-
 def make_feed(model: Any, x: Any, y: Any = None, sample_weight: Any = None, *,
               batch_size: int | None, shuffle: bool = False, steps: int | None = None,
               where: str, targets: bool = True, class_weight: Any = None) -> Feed:
     """The batches of a ``fit``/``evaluate`` (``targets``) or ``predict`` call."""
-    class_weight = class_weight_vector(model, class_weight, where)
+    check_class_weight(model, class_weight, where)
     if steps is not None and (not is_int(steps) or steps < 1):
         raise ValueError(f"{where}: steps must be an int >= 1 or None, got {steps!r}")
     if is_stream(x, y):
@@ -180,6 +277,8 @@ def make_feed(model: Any, x: Any, y: Any = None, sample_weight: Any = None, *,
     if targets:
         xs, ys = check_fit_inputs(model, x, y, where=where)
         parts: list[Any] = [xs, ys]
+        if class_weight is not None:
+            class_weight = class_weight_vector(model, class_weight, where, xs, ys[0])
         if sample_weight is not None:
             parts.append(check_sample_weight(model, sample_weight, xs[0].shape[0], where))
     else:

@@ -36,6 +36,7 @@ from dnn.training import (
     metric_log_names,
     per_output,
     progress,
+    resolve_verbose,
     split_validation,
 )
 
@@ -282,9 +283,11 @@ class Trainer:
         random generator's state from the end of the previous fit (or from the loaded model
         file) instead of re-seeding, so an interrupted and resumed run equals the
         uninterrupted one. ``verbose``: 0 silent, 1 a progress bar and a line per epoch, 2
-        the line only. ``callbacks``: a list of :class:`~dnn.callbacks.Callback` or one.
+        the line only; ``"auto"``: 1 on a terminal, else 2. ``callbacks``: a list of
+        :class:`~dnn.callbacks.Callback` or one.
         """
         self._check_compiled("fit")
+        verbose = resolve_verbose(verbose)
         callbacks = _callback_list(callbacks)
         check_counts(batch_size, epochs, validation_split, "fit")
         check_fit_args(initial_epoch=initial_epoch, log_every=log_every, verbose=verbose,
@@ -338,7 +341,8 @@ class Trainer:
             metric.reset()
         loss_sum: Any = 0.0
         output_sums: list[Any] = [0.0] * len(self.losses)
-        seen = 0
+        seen = checked = 0
+        step = -1
         steps = feed.steps
         batches = feed.epoch(epoch)
         try:
@@ -358,6 +362,8 @@ class Trainer:
                     hooks.batch_end(step, {"loss": loss, "size": size})
                 if (step + 1) % log_every == 0 or step + 1 == steps:
                     # the one host sync per log_every steps
+                    feed.verify(f"steps {checked + 1}-{step + 1} of epoch {epoch + 1}")
+                    checked = step + 1
                     hooks.log(step, self._running_logs(loss_sum, output_sums, seen, final=False))
                 if self.stop_training:
                     break
@@ -367,6 +373,7 @@ class Trainer:
             raise ValueError(f"fit: epoch {epoch + 1} got no batches from the data (an empty "
                              "dataset, or a generator that was used up: pass steps_per_epoch= "
                              "or a DataLoader, which can be read again every epoch)")
+        feed.verify(f"steps {checked + 1}-{step + 1} of epoch {epoch + 1}")
         return self._running_logs(loss_sum, output_sums, seen, final=True)
 
     def _running_logs(self, loss_sum: Any, output_sums: list[Any], seen: int,
@@ -386,8 +393,12 @@ class Trainer:
         """Mean loss (and each output's, with several) and every compiled metric over the
         data (arrays, a DataLoader or an iterable of batches, as ``fit`` takes them), in
         eval mode. ``return_dict=False`` gives Keras' list ``[loss, metric, ...]`` (the loss
-        alone as a float when there are no metrics); ``verbose=1`` shows a progress bar."""
+        alone as a float when there are no metrics); ``verbose=1`` shows a progress bar (0 and
+        2: none)."""
         self._check_compiled("evaluate")
+        if not isinstance(return_dict, bool):
+            raise TypeError(f"evaluate: return_dict must be True or False, got {return_dict!r}")
+        verbose = resolve_verbose(verbose)
         check_counts(batch_size, 1, 0.0, "evaluate")
         check_fit_args(verbose=verbose, steps=steps, where="evaluate")
         feed = make_feed(self, x, y, sample_weight, steps=steps, where="evaluate",
@@ -409,7 +420,7 @@ class Trainer:
         seen = 0
         bar = progress(feed.steps, "evaluate", verbose)
         try:
-            for xs, ys, ws in feed.epoch(0):
+            for xs, ys, ws in feed.once():
                 outs, _ = self._graph.forward(xs, training=False)  # contexts dropped
                 if check:  # the first batch only: outputs the losses cannot read
                     check_predictions(self, outs, check)
@@ -424,7 +435,9 @@ class Trainer:
         finally:
             bar.close()
         if seen == 0:
-            raise ValueError(f"{feed.where}: the data gave no batches")
+            raise ValueError(f"{feed.where}: the data gave no batches (an empty dataset, or a "
+                             "generator that was used up)")
+        feed.verify("its batches")
         per_output = [float(s) / seen for s in sums]
         total = sum(w * v for w, v in zip(self.loss_weights, per_output))
         results = {"loss": total + float(self._penalty())}
@@ -438,7 +451,8 @@ class Trainer:
         """Outputs for ``x`` (arrays, a DataLoader, or an iterable of batches ``x`` or
         ``(x, ...)``) in eval mode, in batches (a list with several outputs). NumPy in,
         NumPy out; backend in, backend out (a DataLoader or iterable: NumPy out). Keeps no
-        caches. ``verbose=1`` shows a progress bar."""
+        caches. ``verbose=1`` shows a progress bar (0 and 2: none)."""
+        verbose = resolve_verbose(verbose)
         check_counts(batch_size, 1, 0.0, "predict")
         check_fit_args(verbose=verbose, steps=steps, where="predict")
         if not self._graph.nodes:
@@ -450,7 +464,7 @@ class Trainer:
         parts: list[list[Any]] = [[] for _ in self.outputs]
         bar = progress(feed.steps, "predict", verbose)
         try:
-            for xs, _, _ in feed.epoch(0):
+            for xs, _, _ in feed.once():
                 outs, _ = self._graph.forward(xs, training=False)
                 for part, out in zip(parts, outs):
                     part.append(out)

@@ -37,13 +37,23 @@ class _Silent:
     def close(self) -> None: ...
 
 
-def progress(total: int, desc: str, verbose: int) -> Any:
-    """A tqdm progress bar over ``total`` steps, or a silent stand-in for verbose=0."""
-    if not verbose:
+def progress(total: int | None, desc: str, verbose: int) -> Any:
+    """A tqdm progress bar over ``total`` steps for verbose=1, else a silent stand-in."""
+    if verbose != 1:
         return _Silent()
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def resolve_verbose(verbose: Any) -> Any:
+    """Keras' ``verbose="auto"``: a progress bar (1) on a terminal, else one line per
+    epoch (2); other values pass through to be checked."""
+    if isinstance(verbose, str) and verbose == "auto":
+        import sys
+
+        return 1 if sys.stdout.isatty() and sys.stderr.isatty() else 2
+    return verbose
 
 
 def check_counts(batch_size: int | None, epochs: int, validation_split: float,

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+import numpy as np
+
 from dnn import backend
 from dnn.errors import ShapeError
 
@@ -36,6 +38,10 @@ def sample_weights(model: Any, weight: Any) -> list[Any]:
     xp = backend.xp
     out = []
     for w in weights:
+        if not backend.is_array(w):
+            w = np.asarray(w)
+            if w.dtype.kind not in "biuf":
+                raise TypeError(f"sample_weight must hold numbers, got dtype {w.dtype}")
         w = xp.astype(backend.asarray(w), backend.default_dtype())
         if w.ndim == 2 and w.shape[1] == 1:
             w = xp.reshape(w, (-1,))
@@ -62,14 +68,27 @@ def check_sample_weight(model: Any, weight: Any, n: int, where: str) -> list[Any
     return weights
 
 
-def class_weight_vector(model: Any, class_weight: Any, where: str) -> Any:
-    """``{class: weight}`` as a backend vector indexed by class (None stays None)."""
+def check_class_weight(model: Any, class_weight: Any, where: str) -> None:
+    """``{class index: weight >= 0}`` for a model with one classification output."""
     if class_weight is None:
-        return None
+        return
+    from dnn.losses import (
+        BinaryCrossentropy,
+        CategoricalCrossentropy,
+        SigmoidBinaryCrossentropy,
+        SoftmaxCrossEntropy,
+    )
+
     if len(model.output_names) > 1:
         raise ValueError(f"{where}: class_weight is for a model with one output; this one has "
                          f"{len(model.output_names)} ({', '.join(model.output_names)}): pass "
                          "sample_weight per output instead")
+    classifying = (CategoricalCrossentropy, SoftmaxCrossEntropy, BinaryCrossentropy,
+                   SigmoidBinaryCrossentropy)
+    if not isinstance(model.losses[0], classifying):
+        raise ValueError(f"{where}: class_weight weighs samples by their class, but the loss "
+                         f"{type(model.losses[0]).__name__} does not read classes; pass "
+                         "sample_weight instead")
     if not isinstance(class_weight, dict) or not class_weight:
         raise TypeError(f"{where}: class_weight must be a non-empty dict {{class index: "
                         f"weight}}, got {class_weight!r}")
@@ -80,10 +99,24 @@ def class_weight_vector(model: Any, class_weight: Any, where: str) -> Any:
         if (not isinstance(w, numbers.Real) or isinstance(w, bool) or not w >= 0
                 or w == float("inf")):
             raise ValueError(f"{where}: class_weight[{c}] must be a finite number >= 0, got {w!r}")
-    shape = getattr(model.outputs[0], "shape", None)
-    width = shape[-1] if shape and isinstance(shape[-1], int) else 0
-    size = max(max(class_weight) + 1, width, 2)
-    values = [float(class_weight.get(c, 1.0)) for c in range(size)]
+
+
+def class_weight_vector(model: Any, class_weight: dict[int, float], where: str, xs: list[Any],
+                        y: Any) -> Any:
+    """``{class: weight}`` as a backend vector over the output's classes (those not named
+    weigh 1). The number of classes is the output's width (2 for one binary unit); a key
+    beyond it is refused."""
+    xp = backend.xp
+    width = model.output_width(0, xs)
+    if y.ndim == 2 and y.shape[1] > 1:
+        width = int(y.shape[1])
+    elif width is None or width == 1:  # one binary unit, or an output of unknown width
+        width = 2 if width == 1 or xp.isdtype(y.dtype, "real floating") else (
+            int(xp.max(y)) + 1 if y.shape[0] else 1)
+    if max(class_weight) >= width:
+        raise ValueError(f"{where}: class_weight names class {max(class_weight)}, but the "
+                         f"model's output has {width} classes (0 to {width - 1})")
+    values = [float(class_weight.get(c, 1.0)) for c in range(width)]
     return backend.asarray(values, dtype=backend.default_dtype())
 
 
@@ -93,7 +126,7 @@ def with_class_weight(vector: Any, y: Any, weights: list[Any] | None) -> list[An
     if y.ndim == 1 and not xp.isdtype(y.dtype, "real floating"):
         w = xp.take(vector, xp.astype(y, xp.int64), axis=0)
     elif y.ndim == 2 and y.shape[1] > 1:
-        w = xp.astype(y, vector.dtype) @ vector[: y.shape[1]]
+        w = xp.astype(y, vector.dtype) @ vector
     else:  # one binary output: targets in [0, 1]
         t = xp.reshape(xp.astype(y, vector.dtype), (-1,))
         w = vector[0] * (1.0 - t) + vector[1] * t

@@ -274,7 +274,8 @@ def test_bad_loader_arguments_are_named():
     for kwargs, pattern in (({"batch_size": 0}, "batch_size must be an int >= 1 or None"),
                             ({"prefetch": -1}, "prefetch must be an int >= 0"),
                             ({"shuffle": "yes"}, "shuffle must be True or False"),
-                            ({"seed": 1.5}, "seed must be an int or None"),
+                            ({"seed": 1.5}, "seed must be an int >= 0 or None"),
+                            ({"seed": -1}, "seed must be an int >= 0 or None"),
                             ({"transform": 3}, "transform must be callable")):
         with pytest.raises((TypeError, ValueError), match=pattern):
             DataLoader(ArrayDataset(x, y), **kwargs)
@@ -440,3 +441,196 @@ def test_data_larger_than_memory_trains_without_loading_it(tmp_path, mode):
     trained, grew, size = int(words[1]), int(words[3]), int(words[5])
     assert trained == (2 if mode == "generator" else 1)
     assert grew < size / 4, f"resident memory grew by {grew} bytes; the array has {size}"
+
+
+# ---------------------------------------------------------------- found by an outside trial
+def test_a_generator_refilling_one_buffer_gives_each_batch_as_it_was():
+    def refilled():
+        buffer = np.zeros((2, 5), np.float32)
+        for i in range(6):
+            buffer[:] = i
+            yield buffer, np.zeros(2, np.int64)
+
+    values = [float(backend.to_numpy(x)[0, 0]) for x, _ in DataLoader(refilled(), None)]
+    assert values == [0, 1, 2, 3, 4, 5]
+
+
+def _numbered(count=None):
+    i = 0
+    while count is None or i < count:
+        yield np.full((2, 3), i, np.float32), np.zeros(2, np.int64)
+        i += 1
+
+
+def test_batches_read_ahead_are_served_to_the_next_pass_not_lost():
+    gen = _numbered()
+    first = iter(DataLoader(gen, batch_size=None, prefetch=3))
+    assert [int(backend.to_numpy(next(first)[0])[0, 0]) for _ in range(2)] == [0, 1]
+    first.close()
+    again = DataLoader(gen, batch_size=None, prefetch=3)  # another loader, the same source
+    got = [int(backend.to_numpy(b[0])[0, 0]) for _, b in zip(range(4), again)]
+    assert got == [2, 3, 4, 5]
+
+
+def test_a_generator_lives_on_after_fit_for_evaluate_and_the_next_fit(backend_name):
+    model = dnn.Sequential([Dense(3, 2)])
+    model.compile(optimizer="sgd")
+    seen = []
+
+    class Record(dnn.callbacks.Callback):
+        def on_batch_begin(self, batch, logs=None):
+            seen.append(batch)
+
+    gen = _numbered()
+    model.fit(gen, epochs=1, steps_per_epoch=3, verbose=0, callbacks=[Record()])
+    model.evaluate(gen, steps=2)
+    model.fit(gen, epochs=1, steps_per_epoch=3, verbose=0)
+    # 3 + 2 + 3 batches were used, and the generator was neither closed nor skipped ahead
+    # by more than what the last call's loader read ahead (kept for the next call)
+    assert int(next(_drain(gen))) >= 8
+    assert seen == [0, 1, 2]
+
+
+def _drain(gen):
+    for x, _ in gen:
+        yield x[0, 0]
+
+
+def test_class_weight_on_a_sequential_without_input_uses_the_output_width(backend_name):
+    x, y = _data()
+    y3 = np.arange(len(y)) % 3
+    model = dnn.Sequential([Dense(12, 3)])
+    model.compile(optimizer="sgd")
+    model.fit(x, y3, class_weight={0: 2.0}, epochs=1, verbose=0)  # classes 1, 2 weigh 1
+    model.fit(x, np.eye(3, dtype=np.float32)[y3], class_weight={0: 2.0}, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match="class_weight names class 10, but the model's output "
+                                         "has 3 classes"):
+        model.fit(x, y3, class_weight={10: 1.0}, verbose=0)
+    with pytest.raises(ValueError, match=r"class_weight names class 1000000000, but"):
+        model.fit(x, y3, class_weight={10**9: 1.0}, verbose=0)
+    regression = dnn.Sequential([Dense(12, 2)])
+    regression.compile(loss="mse", optimizer="sgd")
+    with pytest.raises(ValueError, match="the loss MSE does not read classes"):
+        regression.fit(x, x[:, :2], class_weight={0: 2.0}, verbose=0)
+
+
+def test_bad_labels_or_weights_in_a_later_stream_batch_are_refused(backend_name):
+    x, y = _data()
+    model = _model()
+    bad = y[:8].copy()
+    bad[2] = 7
+    with pytest.raises(ValueError, match=r"a batch among steps 1-2 of epoch 1 had class labels "
+                                         r"outside \[0, 2\)"):
+        model.fit(iter([(x[:8], y[:8]), (x[8:16], bad)]), verbose=0)
+    weights = np.ones(8)
+    weights[1] = -100.0
+    with pytest.raises(ValueError, match="sample weights that are negative, NaN or Inf"):
+        model.fit(iter([(x[:8], y[:8], np.ones(8)), (x[8:16], y[8:16], weights)]), verbose=0)
+    with pytest.raises(ValueError, match="had class labels outside"):
+        model.evaluate(iter([(x[:8], y[:8]), (x[8:16], bad)]))
+
+
+def test_validation_steps_restart_each_epoch_and_evaluate_does_not_stop_training(backend_name):
+    x, y = _data()
+    model = _model()
+    val = DataLoader(ArrayDataset(x, y), batch_size=50)
+    history = model.fit(x, y, epochs=3, validation_data=val, validation_steps=1, verbose=0)
+    expected = [model.evaluate(x[:50], y[:50])["loss"]]
+    assert history.history["val_loss"][-1] == pytest.approx(expected[0], rel=1e-5)
+    model.stop_training = False
+    model.evaluate(_numbered_for(x, y, 2), steps=5)  # runs out: evaluates what there is
+    assert model.stop_training is False
+
+
+def _numbered_for(x, y, count):
+    for i in range(count):
+        yield x[i * 10:(i + 1) * 10], y[i * 10:(i + 1) * 10]
+
+
+def test_resume_with_steps_per_epoch_on_a_loader_continues_exactly(backend_name):
+    x, y = _data()
+
+    def loader():
+        from dnn.data import Compose, RandomHorizontalFlip
+
+        flip = Compose([lambda b: backend.xp.reshape(b, (-1, 1, 3, 4)),
+                        RandomHorizontalFlip(), lambda b: backend.xp.reshape(b, (-1, 12))])
+        return DataLoader(ArrayDataset(x, y), 32, shuffle=True, seed=3, transform=flip)
+
+    whole = _model()
+    whole.fit(loader(), epochs=4, steps_per_epoch=3, verbose=0)
+    parts = _model()
+    parts.fit(loader(), epochs=2, steps_per_epoch=3, verbose=0)
+    parts.fit(loader(), epochs=4, initial_epoch=2, steps_per_epoch=3, verbose=0)
+    _assert_same(whole, parts)
+    longer = _model()  # more steps than one pass: passes follow one another, none repeats
+    longer.fit(loader(), epochs=2, steps_per_epoch=11, verbose=0)
+
+
+def test_closing_a_pass_waits_only_so_long_for_a_thread_stuck_in_the_dataset(monkeypatch):
+    import time as clock
+
+    from dnn.data import loader as loader_module
+
+    monkeypatch.setattr(loader_module, "STOP_WAIT", 0.3)
+    release = threading.Event()
+
+    class Stuck:
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            if i >= 1:
+                release.wait(30)
+            return np.zeros(2, np.float32), np.int64(0)
+
+    passes = iter(DataLoader(Stuck(), batch_size=1, prefetch=1))
+    next(passes)
+    start = clock.monotonic()
+    with pytest.warns(RuntimeWarning, match="still inside a call to the dataset"):
+        passes.close()
+    assert clock.monotonic() - start < 5
+    release.set()  # the thread returns from the call and ends, reading nothing more
+    for thread in _loader_threads():
+        thread.join(5)
+
+
+def test_iterating_a_loader_inside_its_own_transform_is_refused():
+    x, y = _data()
+    holder = {}
+
+    def transform(xb):
+        for _ in holder["loader"]:
+            pass
+        return xb
+
+    holder["loader"] = DataLoader(ArrayDataset(x, y), 50, transform=transform, prefetch=0)
+    with pytest.raises(RuntimeError, match="iterated from inside its own dataset or transform"):
+        list(holder["loader"])
+    holder["loader"] = DataLoader(ArrayDataset(x, y), 50, transform=transform)
+    with pytest.raises(RuntimeError, match="iterated from inside its own"):
+        list(holder["loader"])
+
+
+def test_transform_reads_the_inputs_of_list_batches_and_checks_what_it_returns():
+    x, y = _data(n=8, features=4)
+    batches = [[x[:4], y[:4]], [x[4:], y[4:]]]
+    out = list(DataLoader(batches, batch_size=None, transform=lambda b: b * 2))
+    assert isinstance(out[0], list)
+    np.testing.assert_allclose(backend.to_numpy(out[1][0]), x[4:] * 2)
+    np.testing.assert_array_equal(backend.to_numpy(out[1][1]), y[4:])
+    with pytest.raises(TypeError, match="returned NoneType; it must return the transformed"):
+        list(DataLoader(batches, batch_size=None, transform=lambda b: None))
+
+
+def test_empty_and_none_batches_in_a_stream_are_named(backend_name):
+    x, y = _data()
+    model = _model()
+    with pytest.raises(ValueError, match="batch 2 is empty"):
+        model.fit(iter([(x[:4], y[:4]), (x[:0], y[:0])]), verbose=0)
+    with pytest.raises(TypeError, match="the dataset gave None as a batch"):
+        model.fit(iter([(x[:4], y[:4]), None]), verbose=0)
+    with pytest.raises(TypeError, match=r"dataset must be map-style .* got str"):
+        DataLoader("abc")
+    with pytest.raises(TypeError, match=r"dataset must be map-style .* got dict"):
+        DataLoader({"x": x})

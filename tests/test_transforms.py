@@ -11,7 +11,14 @@ import pytest
 
 from dnn import backend
 from dnn.backend import random
-from dnn.data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, Transform
+from dnn.data.transforms import (
+    Compose,
+    Normalize,
+    RandomCrop,
+    RandomHorizontalFlip,
+    Rescale,
+    Transform,
+)
 from dnn.errors import ShapeError
 
 
@@ -355,7 +362,36 @@ def test_bad_arguments_are_clear_errors(make, error, words):
 
 # ---------------------------------------------------------------- bad batches
 
-TRANSFORMS = [Normalize(0.5, 0.5), RandomHorizontalFlip(), RandomCrop(2), Compose([])]
+TRANSFORMS = [Normalize(0.5, 0.5), RandomHorizontalFlip(), RandomCrop(2)]
+
+
+def test_compose_leaves_the_checks_to_its_transforms_so_a_first_one_may_convert(backend_name):
+    """Compose checks nothing itself: each member checks what it reads, so
+    Compose([Rescale(1/255), RandomCrop(...)]) takes the uint8 images a memmap holds."""
+    images = np.arange(2 * 1 * 3 * 3, dtype=np.uint8).reshape(2, 1, 3, 3)
+    out = Compose([Rescale(1 / 255), RandomHorizontalFlip(1.0)])(backend.asarray(images))
+    assert out.dtype == backend.default_dtype()
+    np.testing.assert_allclose(backend.to_numpy(out), images[..., ::-1] / 255, rtol=1e-6)
+    with pytest.raises(ShapeError, match="RandomCrop: expected a floating batch"):
+        Compose([RandomCrop(2)])(backend.asarray(images))
+    assert Compose([])(backend.asarray(images)) is not None
+
+
+def test_rescale_maps_integers_and_floats(backend_name):
+    pixels = backend.asarray(np.array([[[0, 51, 255]]], dtype=np.uint8))
+    out = Rescale(1 / 255)(pixels)
+    assert out.dtype == backend.default_dtype()
+    np.testing.assert_allclose(backend.to_numpy(out), [[[0.0, 0.2, 1.0]]], rtol=1e-6)
+    floats = backend.asarray(np.array([[[1.0, 2.0]]], dtype=np.float64))
+    shifted = Rescale(2.0, offset=-1.0)(floats)
+    assert shifted.dtype == floats.dtype
+    np.testing.assert_array_equal(backend.to_numpy(shifted), [[[1.0, 3.0]]])
+    with pytest.raises(TypeError, match="Rescale: scale must be a real number"):
+        Rescale("1/255")
+    with pytest.raises(ValueError, match="Rescale: offset must be finite"):
+        Rescale(1.0, offset=float("nan"))
+    with pytest.raises(TypeError, match="Rescale: expected a batch as a"):
+        Rescale(1.0)([1, 2])
 
 
 @pytest.mark.parametrize("transform", TRANSFORMS, ids=lambda t: type(t).__name__)

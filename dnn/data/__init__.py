@@ -16,10 +16,11 @@ from dnn.data.transforms import (
     Normalize,
     RandomCrop,
     RandomHorizontalFlip,
+    Rescale,
     Transform,
 )
 
 __all__ = [
     "ArrayDataset", "Compose", "DataLoader", "Normalize", "RandomCrop", "RandomHorizontalFlip",
-    "Transform", "collate",
+    "Rescale", "Transform", "collate",
 ]

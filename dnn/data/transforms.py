@@ -12,6 +12,9 @@ A transform maps a floating batch x of shape (N, C, H, W) — or (N, H, W), or
   sample at (r_n, c_n) with r_n ~ U{0, …, H_p − h} and c_n ~ U{0, …, W_p − w}
   drawn independently (torchvision's ``RandomCrop(size, padding)`` applied to each
   sample on its own).
+- :class:`Rescale`: y = x · scale + offset in the default floating dtype — integer
+  images (uint8 pixels, say, from a memory-mapped file) become floats,
+  e.g. ``Rescale(1 / 255)`` maps 0…255 to [0, 1].
 - :class:`Compose`: t_k ∘ … ∘ t_1, applied in the order given.
 
 Everything is written against the Array API (``backend.xp``), so each transform
@@ -89,6 +92,26 @@ def _count(owner: str, arg: str, value: Any, low: int) -> int:
     if value < low:
         raise ValueError(f"{owner}: {arg} must be >= {low}, got {value!r}")
     return int(value)
+
+
+class Rescale(Transform):
+    """y = x · scale + offset, as the default floating dtype (integer batches included):
+    the first step for uint8 images, e.g. ``Rescale(1 / 255)``."""
+
+    def __init__(self, scale: float, offset: float = 0.0) -> None:
+        self.scale = _real("Rescale", "scale", scale)
+        self.offset = _real("Rescale", "offset", offset)
+
+    def __call__(self, x: Any) -> Any:
+        xp = backend.xp
+        if not backend.is_array(x):
+            raise TypeError(f"Rescale: expected a batch as a {backend.name} array, got "
+                            f"{type(x).__name__}")
+        if not xp.isdtype(x.dtype, ("integral", "real floating", "bool")):
+            raise ShapeError(f"Rescale: expected a numeric batch, got dtype {x.dtype}")
+        dtype = x.dtype if xp.isdtype(x.dtype, "real floating") else backend.default_dtype()
+        y = xp.astype(x, dtype) * self.scale
+        return y + self.offset if self.offset else y
 
 
 class Normalize(Transform):
@@ -217,8 +240,7 @@ class Compose(Transform):
         self.transforms = list(transforms)
 
     def __call__(self, x: Any) -> Any:
-        self._check(x)
-        for t in self.transforms:
+        for t in self.transforms:  # each checks what it reads (the first may convert)
             x = t(x)
         return x
 

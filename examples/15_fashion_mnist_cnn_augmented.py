@@ -1,0 +1,177 @@
+"""15 — Data augmentation: a Fashion-MNIST CNN fed by a DataLoader that shifts and mirrors.
+
+Training minimises the average loss over the N training images,
+
+    L(θ) = (1/N) Σ_n ℓ(f_θ(x_n), y_n),
+
+and a network with enough weights can drive it down by memorising those exact
+pixels: the test loss then stops following the training loss. Augmentation
+draws a fresh random transformation T that does not change the label for
+every image, every time it is used, and so minimises instead
+
+    L_aug(θ) = (1/N) Σ_n E_T[ ℓ(f_θ(T x_n), y_n) ].
+
+Here T = a shift by (dy, dx) ∈ {−2, …, 2}² pixels (``RandomCrop(28, padding=2)``:
+pad the 28x28 image with 2 rows/columns of zeros to 32x32, cut a random 28x28
+window) followed by a left-right mirror with probability ½
+(``RandomHorizontalFlip()``): 25 · 2 = 50 versions of each image. A shirt moved
+by 2 pixels or mirrored is still a shirt, so this is knowledge we give the
+model for free: it has to become insensitive to these changes instead of
+fitting one exact pixel grid. (An upside-down flip would not be safe: it
+turns a sneaker into something no test image looks like.) The price: the
+training loss stays higher and convergence is slower; the gain is a smaller
+gap between training and test accuracy.
+
+The transforms run on whole batches on the device, on the DataLoader's
+background thread while the model trains (dnn/data/transforms.py):
+
+    augment = Compose([RandomCrop(28, padding=2), RandomHorizontalFlip()])
+    train = DataLoader(ArrayDataset(x, y), batch_size=128, shuffle=True, seed=0,
+                       transform=augment)
+    model.fit(train, epochs=..., validation_data=(x_test, y_test))
+
+The CNN is example 11's with BatchNorm after each convolution and Dropout
+before each Dense layer:
+
+    (N, 1, 28, 28) → Conv 3x3, 32 → BatchNorm → ReLU → MaxPool 2   → (N, 32, 14, 14)
+                   → Conv 3x3, 64 → BatchNorm → ReLU → MaxPool 2   → (N, 64, 7, 7)
+                   → Flatten → Dropout → Dense 3136 → 128 → ReLU → Dropout → Dense 128 → 10
+
+Trained with Adam, a cosine-decayed learning rate and label smoothing 0.1
+(targets 0.91 / 0.01 instead of 1 / 0: less incentive for over-confident logits),
+RESULTS_PLACEHOLDER
+
+Run:  python examples/15_fashion_mnist_cnn_augmented.py [--no-augment] [--find-lr] [--epochs N]
+                                                         [--small] [--backend torch] [--out out]
+The data is read from $DNN_DATA_HOME/fashion-mnist (the four idx .gz files).
+Writes out/15_cnn_augmented.dnn (the trained model; reload it with dnn.load_model;
+with ``--no-augment`` the file is 15_cnn_plain.dnn). ``--find-lr`` first runs the
+learning-rate range test (dnn/callbacks/lr_finder.py) on the same loader, prints its
+suggestion and saves its plot as 15_lr_finder.png in the --out folder; the training
+that follows still uses --lr. ``--small`` trains on 2,000 images for one epoch: a smoke
+test in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+import dnn
+from dnn.data import ArrayDataset, Compose, DataLoader, RandomCrop, RandomHorizontalFlip
+from dnn.datasets import FASHION_MNIST_CLASSES, load_fashion_mnist
+from dnn.layers import BatchNorm, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+
+
+def build_model(channels: tuple[int, int] = (32, 64), hidden: int = 128, dropout: float = 0.3,
+                classes: int = 10) -> dnn.Sequential:
+    """conv32-bn-pool-conv64-bn-pool-dense128-dense10 for 1x28x28 images."""
+    c1, c2 = channels
+    return dnn.Sequential([
+        # no bias in a Conv2D followed by BatchNorm: BatchNorm's shift β replaces it
+        Conv2D(1, c1, 3, padding=1, bias=False), BatchNorm(c1), ReLU(), MaxPool2D(2),   # -> 14x14
+        Conv2D(c1, c2, 3, padding=1, bias=False), BatchNorm(c2), ReLU(), MaxPool2D(2),  # -> 7x7
+        Flatten(), Dropout(dropout), Dense(c2 * 7 * 7, hidden), ReLU(),
+        Dropout(dropout), Dense(hidden, classes),                                       # 10 logits
+    ])
+
+
+def prepare(images: np.ndarray) -> np.ndarray:
+    """uint8 (N, 28, 28) -> float32 (N, 1, 28, 28) in [0, 1] (NCHW, one channel)."""
+    return (images.astype(np.float32) * np.float32(1 / 255.0))[:, None, :, :]
+
+
+def augmentation() -> Compose:
+    """A random shift of up to 2 pixels each way, then a mirror with probability ½."""
+    return Compose([RandomCrop(28, padding=2), RandomHorizontalFlip()])
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--no-augment", action="store_true",
+                        help="the same CNN, epochs, schedule and seed, without augmentation")
+    parser.add_argument("--find-lr", action="store_true",
+                        help="run the learning-rate range test first; print and plot its suggestion")
+    parser.add_argument("--backend", default=None, help="numpy (default), torch, cupy, ...")
+    parser.add_argument("--data-home", default=None, help="default: $DNN_DATA_HOME")
+    parser.add_argument("--small", action="store_true", help="2,000 images, 1 epoch (smoke test)")
+    parser.add_argument("--blas-threads", type=int, default=None,
+                        help="limit BLAS threads (needs threadpoolctl); 1 is faster on a busy machine")
+    parser.add_argument("--verbose", type=int, default=1)
+    parser.add_argument("--out", default="out", help="folder for the model and plot (default: out)")
+    args = parser.parse_args(argv)
+    if args.blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=args.blas_threads, user_api="blas"):
+            return _run(args)
+    return _run(args)
+
+
+def _run(args: argparse.Namespace) -> dict[str, float]:
+    if args.backend:
+        dnn.set_backend(args.backend)
+    dnn.set_default_dtype("float32")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # before training: a bad --out fails at once
+
+    (x_train, y_train), (x_test, y_test) = load_fashion_mnist(args.data_home)
+    x_train, x_test = prepare(x_train), prepare(x_test)
+    epochs = args.epochs
+    if args.small:
+        x_train, y_train, x_test, y_test = x_train[:2000], y_train[:2000], x_test[:500], y_test[:500]
+        epochs = 1
+
+    # the only difference between the two runs: the loader's transform
+    transform = None if args.no_augment else augmentation()
+    train = DataLoader(ArrayDataset(x_train, y_train), args.batch_size, shuffle=True, seed=0,
+                       transform=transform)
+
+    dnn.manual_seed(0)  # the same initial weights in both runs
+    model = build_model()
+    # cosine decay of the learning rate to lr/50 over the run: big steps first, fine ones last
+    schedule = dnn.optim.schedules.CosineDecay(args.lr, epochs * len(train), args.lr / 50)
+    model.compile(loss=dnn.losses.SoftmaxCrossEntropy(label_smoothing=args.label_smoothing),
+                  optimizer=dnn.optim.Adam(lr=schedule), metrics=["accuracy"])
+    if args.verbose:
+        model.summary((1, 1, 28, 28))
+        print(f"training on {len(x_train):,} images, "
+              + (f"augmented by {transform!r}" if transform else "not augmented"))
+
+    result: dict[str, float] = {}
+    if args.find_lr:
+        # train briefly with lr rising from 1e-6 to 1 (then restore the model as it was)
+        finder = model.find_lr(train, start_lr=1e-6, end_lr=1.0, num_steps=20 if args.small else 100,
+                               seed=0)
+        finder.plot(out / "15_lr_finder.png")
+        result["lr_suggestion"] = finder.suggestion()
+        print(f"LR finder: the loss falls fastest at lr = {finder.suggestion():.3g} "
+              f"(plot: {out / '15_lr_finder.png'}); training uses --lr {args.lr:g}")
+
+    start = time.perf_counter()
+    model.fit(train, epochs=epochs, validation_data=(x_test, y_test), verbose=args.verbose, seed=0)
+    seconds = time.perf_counter() - start
+    result.update(model.evaluate(x_test, y_test))
+    result["train_seconds"] = seconds
+    result["seconds_per_epoch"] = seconds / epochs
+    path = out / ("15_cnn_plain.dnn" if args.no_augment else "15_cnn_augmented.dnn")
+    model.save(path)
+    if args.verbose:
+        print(f"test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
+              f"({'not ' * args.no_augment}augmented; {epochs} epochs, {seconds / epochs:.0f} s "
+              f"per epoch on {dnn.backend.name}); saved {path}")
+        predicted = np.argmax(model.predict(x_test[:8]), axis=1)
+        for guess, truth in zip(predicted, y_test[:8]):
+            print(f"  predicted {FASHION_MNIST_CLASSES[guess]:<12} true {FASHION_MNIST_CLASSES[truth]}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
