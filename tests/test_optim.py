@@ -669,3 +669,15 @@ def test_learning_rate_property_is_what_the_next_step_uses(float64):
     opt.step([p])
     np.testing.assert_allclose(dnn.to_numpy(p.data), [2.0 - 0.25, -1.0 + 2.0], rtol=1e-15)
     assert opt.state_dict([p])["lr"] == 0.5
+
+
+def test_an_unknown_or_misspelt_argument_names_the_optimizer_and_the_fix():
+    with pytest.raises(TypeError, match=r"Adam: unknown argument learnig_rate=0.001; did you mean "
+                                        r"learning_rate=\?"):
+        dnn.optim.Adam(learnig_rate=1e-3)
+    with pytest.raises(TypeError, match=r"SGD: unknown argument amsgrad=True \(it takes .*lr"):
+        dnn.optim.SGD(amsgrad=True)
+    with pytest.raises(ValueError, match=r"lr must be .*got 'x' \(given as learning_rate=\)"):
+        dnn.optim.Adam(learning_rate="x")
+    with pytest.raises(ValueError, match=r"betas\[0\] must be .*\(given as beta_1=\)"):
+        dnn.optim.Adam(beta_1=2.0)

@@ -17,11 +17,16 @@ keeping the structure of one sample.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _is_array(value: Any) -> bool:
@@ -75,7 +80,12 @@ class ArrayDataset:
     def __len__(self) -> int:
         return self._length
 
-    def __getitem__(self, index: int) -> tuple[Any, ...]:
+    def __getitem__(self, index: int | slice) -> tuple[Any, ...]:
+        if isinstance(index, slice):  # a batch of consecutive samples
+            return self.gather(index)
+        if not is_int(index):
+            raise TypeError(f"ArrayDataset: index must be an int or a slice, got "
+                            f"{type(index).__name__}")
         if not -self._length <= index < self._length:
             raise IndexError(f"ArrayDataset: index {index} out of range for {self._length} "
                              "samples")

@@ -19,6 +19,7 @@ from typing import Any
 
 from dnn import backend
 from dnn.losses.base import Loss, register
+from dnn.optim.base import check_number
 
 
 class _Elementwise(Loss):
@@ -58,9 +59,7 @@ class MAE(_Elementwise):
 class Huber(_Elementwise):
     def __init__(self, delta: float = 1.0, reduction: str = "mean") -> None:
         super().__init__(reduction)
-        if delta <= 0:
-            raise ValueError(f"Huber: delta must be > 0, got {delta!r}")
-        self.delta = float(delta)
+        self.delta = check_number("Huber", "delta", delta, 0.0, low_open=True)
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         xp = backend.xp

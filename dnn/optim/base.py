@@ -21,6 +21,7 @@ reads and sets ``opt.lr``. ``get_config`` (model files) keeps the canonical name
 
 from __future__ import annotations
 
+import difflib
 import functools
 import inspect
 import math
@@ -139,11 +140,37 @@ def _accepting_keras_names(init: Callable[..., None]) -> Callable[..., None]:
 
     @functools.wraps(init)
     def wrapper(self: Optimizer, *args: Any, **kwargs: Any) -> None:
-        if any(alias in kwargs for alias in type(self).keras_aliases):
-            kwargs = _canonical_kwargs(type(self), names[: len(args)], kwargs)
-        init(self, *args, **kwargs)
+        cls = type(self)
+        _check_known(cls, kwargs)
+        aliased = {alias: target for alias, target in cls.keras_aliases.items() if alias in kwargs}
+        if aliased:
+            kwargs = _canonical_kwargs(cls, names[: len(args)], kwargs)
+        try:
+            init(self, *args, **kwargs)
+        except (TypeError, ValueError) as exc:  # say which name the user typed
+            for alias, target in aliased.items():
+                arg = target if isinstance(target, str) else target[0]
+                if any(f" {arg}{end}" in str(exc) for end in (" ", "=", "[")):
+                    raise type(exc)(f"{exc} (given as {alias}=)") from None
+            raise
 
     return wrapper
+
+
+def _check_known(cls: type[Optimizer], kwargs: dict[str, Any]) -> None:
+    """Refuse a keyword no ``__init__`` of the class (nor a Keras alias) takes, naming the
+    class and the closest valid name."""
+    known = set(cls.keras_aliases)
+    for klass in cls.__mro__:
+        if "__init__" in klass.__dict__ and klass is not object:
+            known |= {p.name for p in inspect.signature(klass.__dict__["__init__"]).parameters
+                      .values() if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)} - {"self"}
+    unknown = [k for k in kwargs if k not in known]
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], sorted(known), n=1)
+        hint = f"; did you mean {close[0]}=?" if close else ""
+        raise TypeError(f"{cls.__name__}: unknown argument {unknown[0]}={kwargs[unknown[0]]!r}"
+                        f"{hint} (it takes {', '.join(sorted(known))})")
 
 
 class Optimizer:
