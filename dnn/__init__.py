@@ -5,7 +5,7 @@ and backward pass, written once against the array namespace ``dnn.backend.xp``
 (NumPy, CuPy, PyTorch or array-api-strict, chosen by ``DNN_BACKEND``).
 """
 
-from dnn import backend, datasets, init, layers, losses, metrics, optim
+from dnn import backend, callbacks, data, datasets, distributed, init, layers, losses, metrics, optim
 from dnn.backend import set_backend, set_default_dtype, synchronize, to_device, to_numpy
 from dnn.backend.random import manual_seed
 from dnn.errors import BackendError, SerializationError, ShapeError
@@ -28,7 +28,10 @@ __all__ = [
     "SerializationError",
     "ShapeError",
     "backend",
+    "callbacks",
+    "data",
     "datasets",
+    "distributed",
     "gradcheck",
     "init",
     "layers",

@@ -257,8 +257,11 @@ def _as_input(value: Any, dtype: str | None) -> Any:
 
 def make_feed(model: Any, x: Any, y: Any = None, sample_weight: Any = None, *,
               batch_size: int | None, shuffle: bool = False, steps: int | None = None,
-              where: str, targets: bool = True, class_weight: Any = None) -> Feed:
-    """The batches of a ``fit``/``evaluate`` (``targets``) or ``predict`` call."""
+              where: str, targets: bool = True, class_weight: Any = None,
+              seed: int | None = None) -> Feed:
+    """The batches of a ``fit``/``evaluate`` (``targets``) or ``predict`` call; ``seed``
+    orders shuffled arrays on its own (data parallelism: the same order on every rank),
+    else the global generator does."""
     check_class_weight(model, class_weight, where)
     if steps is not None and (not is_int(steps) or steps < 1):
         raise ValueError(f"{where}: steps must be an int >= 1 or None, got {steps!r}")
@@ -283,7 +286,8 @@ def make_feed(model: Any, x: Any, y: Any = None, sample_weight: Any = None, *,
             parts.append(check_sample_weight(model, sample_weight, xs[0].shape[0], where))
     else:
         parts = [inputs_list(model, x, where)]
-    loader = DataLoader(ArrayDataset(*parts), batch_size=size, shuffle=shuffle, prefetch=0)
+    loader = DataLoader(ArrayDataset(*parts), batch_size=size, shuffle=shuffle, prefetch=0,
+                        seed=seed)
     return Feed(model, loader, steps, where, targets, class_weight, checked=True)
 
 

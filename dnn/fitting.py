@@ -12,6 +12,7 @@ stalled per batch.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from dnn.callbacks import Callback
 from dnn.callbacks.base import CallbackList
 from dnn.callbacks.progress import NaNGuard, ProgbarLogger
 from dnn.compile_checks import check_loss_weights, check_output_activations, check_reductions
+from dnn.distributed.data_parallel import DataParallel
 from dnn.feeding import Feed, is_stream, make_feed, validation_feed
 from dnn.history import History
 from dnn.layers.base import Layer
@@ -95,6 +97,9 @@ class Trainer:
         self.epoch = 0
         #: RNG state at the end of the last fit, or loaded from a file (for exact resume)
         self.rng_state: dict[str, Any] | None = None
+        #: the data-parallel side of the running fit/evaluate (None in one process)
+        self._parallel: DataParallel | None = None
+        self._flat_groups: list[Any] = []
 
     # ------------------------------------------------------------------ compile
     def compile(
@@ -133,8 +138,8 @@ class Trainer:
         self._frozen_at_compile = [p for p in params if not p.trainable]
         for p in self._frozen_at_compile:
             p.ungroup()  # no flat-buffer slot, no optimizer state for a frozen weight
-        if self.optimizer_parameters:
-            flat_groups(self.optimizer_parameters)
+        self._flat_groups = flat_groups(self.optimizer_parameters) if \
+            self.optimizer_parameters else []
         self._compiled_version = parameter.trainable_version
         self._check_next_step = True
         #: the layers with a penalty of their own (l1/l2), each once
@@ -196,11 +201,21 @@ class Trainer:
         return loss
 
     def _train_step(self, xs: list[Any], ys: list[Any], ws: list[Any] | None = None,
-                    check: str | None = None) -> tuple[Any, list[Any]]:
-        total, per_output, outs = self._forward_backward(xs, ys, training=True, check=check,
-                                                         ws=ws)
+                    check: str | None = None, batch: int = 0) -> tuple[Any, list[Any]]:
+        """One step on this process's rows of a global batch of ``batch`` samples (with
+        data parallelism; else all of it): forward, backward, the gradients averaged over
+        the ranks, the optimizer step."""
+        local = int(xs[0].shape[0])
+        if local:
+            total, per_output, outs = self._forward_backward(xs, ys, training=True,
+                                                             check=check, ws=ws)
+        else:  # a rank whose slice of the global batch is empty still joins the average
+            total, per_output, outs = 0.0, [0.0] * len(self.losses), None
+        if self._parallel is not None:
+            self._parallel.average_gradients(self._flat_groups, local, batch or local)
         self.optimizer.step(self.optimizer_parameters)
-        self._update_metrics(outs, ys)
+        if outs is not None:
+            self._update_metrics(outs, ys)
         return total, per_output
 
     def compute_gradients(self, xs: list[Any], ys: list[Any], backward: bool = True) -> Any:
@@ -299,11 +314,22 @@ class Trainer:
         if validation_split:
             x, y, validation_data = split_validation(self, x, y, validation_split,
                                                      validation_data)
+        parallel = DataParallel.of(self)
+        data_seed = None
+        if parallel is not None:  # every rank: the same model, rank 0's weights
+            parallel.start("fit")
+            data_seed = parallel.shared_seed(seed)
+            verbose = verbose if parallel.rank == 0 else 0
+            callbacks = [cb for cb in callbacks if parallel.rank == 0 or not cb.rank_zero_only]
         feed = make_feed(self, x, y, sample_weight, batch_size=batch_size, shuffle=shuffle,
-                         steps=steps_per_epoch, where="fit", class_weight=class_weight)
+                         steps=steps_per_epoch, where="fit", class_weight=class_weight,
+                         seed=data_seed)
         validation = None if validation_data is None else validation_feed(
             self, validation_data, max(batch_size or 32, 256), validation_steps)
-        if initial_epoch > 0 and self.rng_state is not None:
+        if parallel is not None:
+            parallel.check_data(feed, "fit")
+            random.manual_seed(parallel.rank_seed(data_seed, initial_epoch))
+        elif initial_epoch > 0 and self.rng_state is not None:
             random.set_state(self.rng_state)
         elif seed is not None:
             random.manual_seed(seed)
@@ -313,11 +339,14 @@ class Trainer:
                   "log_every": log_every, "log_keys": self._log_keys(validation is not None)}
         hooks = CallbackList([history, *callbacks, progbar, NaNGuard()], self, params)
         self.stop_training = False
+        self._parallel = parallel
         hooks.train_begin()
         try:
             for epoch in range(initial_epoch, epochs):
                 hooks.epoch_begin(epoch)
                 logs = self._run_epoch(feed, epoch, log_every, hooks, epoch == initial_epoch)
+                if parallel is not None:
+                    parallel.average_buffers()
                 if validation is not None:
                     val = self._evaluate(validation)
                     logs.update({f"val_{k}": v for k, v in val.items() if isinstance(v, float)})
@@ -326,6 +355,7 @@ class Trainer:
                 if self.stop_training:
                     break
         finally:
+            self._parallel = None
             progbar.close()
             feed.close()
             if validation is not None:
@@ -347,13 +377,16 @@ class Trainer:
         batches = feed.epoch(epoch)
         try:
             for step, (xs, ys, ws) in enumerate(batches):
+                batch = int(xs[0].shape[0])
+                if self._parallel is not None:  # this rank's rows of the global batch
+                    xs, ys, ws, batch = self._parallel.slice(xs, ys, ws)
                 size = xs[0].shape[0]
                 if hooks.wants_batches:
                     hooks.batch_begin(step, {"size": size})
                 # the first step of a fit call checks the outputs (e.g. logits given to a loss
                 # on probabilities); the other steps read nothing back
                 loss, per_output = self._train_step(xs, ys, ws,
-                                                    "fit" if first and step == 0 else None)
+                                                    "fit" if first and step == 0 else None, batch)
                 loss_sum = loss_sum + loss * size
                 if len(per_output) > 1:
                     output_sums = [s + v * size for s, v in zip(output_sums, per_output)]
@@ -369,7 +402,7 @@ class Trainer:
                     break
         finally:
             batches.close()
-        if seen == 0:
+        if step < 0:
             raise ValueError(f"fit: epoch {epoch + 1} got no batches from the data (an empty "
                              "dataset, or a generator that was used up: pass steps_per_epoch= "
                              "or a DataLoader, which can be read again every epoch)")
@@ -378,13 +411,24 @@ class Trainer:
 
     def _running_logs(self, loss_sum: Any, output_sums: list[Any], seen: int,
                       final: bool) -> dict[str, float]:
-        """The epoch's means so far as floats (loss, each output's loss, scalar metrics)."""
-        logs = {"loss": float(loss_sum) / seen}
-        if len(self.losses) > 1 and final:
-            logs.update({f"{name}_loss": float(s) / seen
-                         for name, s in zip(self.output_names, output_sums)})
-        logs.update({name: m.result() for name, m in self._metric_items() if m.scalar})
+        """The epoch's means so far as floats (loss, each output's loss, scalar metrics) —
+        over every rank's samples with data parallelism."""
+        with self._global(self.metrics):
+            if self._parallel is not None:
+                loss_sum, seen, *output_sums = self._parallel.sums([loss_sum, seen, *output_sums])
+            logs = {"loss": float(loss_sum) / seen}
+            if len(self.losses) > 1 and final:
+                logs.update({f"{name}_loss": float(s) / seen
+                             for name, s in zip(self.output_names, output_sums)})
+            logs.update({name: m.result() for name, m in self._metric_items() if m.scalar})
         return logs
+
+    def _global(self, metrics: list[Any]) -> Any:
+        """A context in which the metrics hold every rank's counts (nothing to do in one
+        process)."""
+        if self._parallel is None:
+            return contextlib.nullcontext()
+        return self._parallel.global_metrics(metrics)
 
     # ------------------------------------------------------------------ evaluate / predict
     def evaluate(self, x: Any, y: Any = None, batch_size: int | None = None, *,
@@ -403,9 +447,15 @@ class Trainer:
         check_fit_args(verbose=verbose, steps=steps, where="evaluate")
         feed = make_feed(self, x, y, sample_weight, steps=steps, where="evaluate",
                          batch_size=batch_size if is_stream(x, y) else batch_size or 256)
+        self._parallel = DataParallel.of(self)
         try:
-            results = self._evaluate(feed, check="evaluate", verbose=verbose)
+            if self._parallel is not None:
+                self._parallel.check_data(feed, "evaluate")
+            results = self._evaluate(feed, check="evaluate",
+                                     verbose=verbose if self._parallel is None
+                                     or self._parallel.rank == 0 else 0)
         finally:
+            self._parallel = None
             feed.close()
         if return_dict:
             return results
@@ -419,8 +469,15 @@ class Trainer:
         sums: list[Any] = [0.0] * len(self.losses)
         seen = 0
         bar = progress(feed.steps, "evaluate", verbose)
+        batches = 0
         try:
             for xs, ys, ws in feed.once():
+                batches += 1
+                bar.update(1)
+                if self._parallel is not None:  # this rank's rows of the global batch
+                    xs, ys, ws, _ = self._parallel.slice(xs, ys, ws)
+                    if xs[0].shape[0] == 0:
+                        continue
                 outs, _ = self._graph.forward(xs, training=False)  # contexts dropped
                 if check:  # the first batch only: outputs the losses cannot read
                     check_predictions(self, outs, check)
@@ -431,19 +488,22 @@ class Trainer:
                         for s, loss, out, t, w in zip(sums, self.losses, outs, ys, ws)]
                 self._update_metrics(outs, ys)
                 seen += size
-                bar.update(1)
         finally:
             bar.close()
-        if seen == 0:
+        if batches == 0:
             raise ValueError(f"{feed.where}: the data gave no batches (an empty dataset, or a "
                              "generator that was used up)")
         feed.verify("its batches")
-        per_output = [float(s) / seen for s in sums]
-        total = sum(w * v for w, v in zip(self.loss_weights, per_output))
-        results = {"loss": total + float(self._penalty())}
-        if len(per_output) > 1:
-            results.update({f"{name}_loss": v for name, v in zip(self.output_names, per_output)})
-        results.update({name: m.result() for name, m in self._metric_items()})
+        with self._global(self.metrics):
+            if self._parallel is not None:
+                seen, *sums = self._parallel.sums([seen, *sums])
+            per_output = [float(s) / seen for s in sums]
+            total = sum(w * v for w, v in zip(self.loss_weights, per_output))
+            results = {"loss": total + float(self._penalty())}
+            if len(per_output) > 1:
+                results.update({f"{name}_loss": v
+                                for name, v in zip(self.output_names, per_output)})
+            results.update({name: m.result() for name, m in self._metric_items()})
         return results
 
     def predict(self, x: Any, batch_size: int | None = None, *, steps: int | None = None,

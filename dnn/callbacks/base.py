@@ -14,6 +14,8 @@ class Callback:
 
     model: Any = None
     params: dict[str, Any] = {}  # noqa: RUF012  (replaced per instance by set_params)
+    #: run only on rank 0 of a data-parallel fit (callbacks that write files or print)
+    rank_zero_only = False
 
     def set_model(self, model: Any) -> None:
         self.model = model

@@ -77,6 +77,8 @@ class CSVLogger(Callback):
     columns are fixed by the first epoch; the file is flushed every epoch.
     """
 
+    rank_zero_only = True  # one file, written by rank 0 of a data-parallel fit
+
     def __init__(self, path: str | os.PathLike[str], separator: str = ",", append: bool = False) -> None:
         self.path, self.separator, self.append = os.fspath(path), separator, append
         self._file: Any = None

@@ -75,6 +75,8 @@ class ModelCheckpoint(_Monitor):
     ``saved`` lists the paths written.
     """
 
+    rank_zero_only = True  # one file, written by rank 0 of a data-parallel fit
+
     def __init__(self, path: str | os.PathLike[str], monitor: str = "val_loss",
                  save_best_only: bool = False, mode: str = "auto", min_delta: float = 0.0,
                  verbose: int = 0) -> None:

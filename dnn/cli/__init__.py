@@ -21,6 +21,8 @@ without matplotlib — each is one ``dnn train: error: argument ...`` line
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import platform
 import sys
@@ -62,6 +64,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         dnn.set_backend(args.backend)
     if args.float64:
         dnn.set_default_dtype("float64")
+    if dnn.distributed.launched_by_mpi():  # mpiexec -n N python -m mpi4py -m dnn train ...
+        dnn.distributed.init()
+        if dnn.distributed.rank() != 0:  # one rank reports; every rank trains its slice
+            with contextlib.redirect_stdout(io.StringIO()):
+                return _train(dnn, args, spec, model_spec)
+    return _train(dnn, args, spec, model_spec)
+
+
+def _train(dnn: Any, args: argparse.Namespace, spec: Any, model_spec: Any) -> int:
     seed = 0 if args.seed is None else args.seed
     dnn.manual_seed(seed)
     epochs = args.epochs if args.epochs is not None else spec.epochs
@@ -73,6 +84,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     backend_note = (f" ({dnn.backend.fallback.split(':', 1)[0]}: see the warning)"
                     if dnn.backend.fallback else "")
+    if dnn.distributed.world_size() > 1:
+        backend_note += f"; data parallel on {dnn.distributed.world_size()} ranks"
     print(f"dnn {dnn.__version__}: training {args.model} on {args.dataset} ({spec.description}); "
           f"backend {dnn.backend.name} on {dnn.backend.device_name()}{backend_note}", flush=True)
     if spec.kind == "images" and progress != "none":
@@ -105,7 +118,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.save:
         model.save(args.save)
         print(f"saved the model to {args.save}")
-    if args.plot:
+    if args.plot and dnn.distributed.rank() == 0:
         for path in _write_plots(args.plot, args.dataset, model, history, x_test, y_test):
             print(f"wrote {path}")
     return 0

@@ -59,10 +59,20 @@ def save_model(model: Any, path: str | os.PathLike) -> None:
     epoch counter, RNG state) to one file, atomically.
 
     The destination is checked before anything is encoded
-    (:func:`dnn.io.check_destination`); every OSError names ``path``."""
+    (:func:`dnn.io.check_destination`); every OSError names ``path``. In a data-parallel
+    run only rank 0 writes (every rank holds the same weights)."""
+    if not _writes_files():
+        return
     path = check_destination(path)
     with _not_too_deep(path):
         _save_model(model, path)
+
+
+def _writes_files() -> bool:
+    """False on the ranks other than 0 of a data-parallel run."""
+    from dnn import distributed
+
+    return distributed.rank() == 0
 
 
 def _save_model(model: Any, path: str) -> None:
@@ -102,6 +112,8 @@ def _save_model(model: Any, path: str) -> None:
 def save_weights(model: Any, path: str | os.PathLike) -> None:
     """Write only ``model.state_dict()`` (parameters and buffers), atomically (the
     destination is checked first, as for :func:`save_model`)."""
+    if not _writes_files():
+        return
     path = check_destination(path)
     with _not_too_deep(path):
         _save_weights(model, path)

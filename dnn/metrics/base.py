@@ -22,6 +22,9 @@ class Metric:
     name = "metric"
     #: whether ``result()`` is one number (shown in logs, history, progress bar)
     scalar = True
+    #: the attributes that are sums over samples: the state of several shards of the data
+    #: (ranks of a data-parallel run) adds up attribute by attribute
+    additive: tuple[str, ...] = ("total", "count")
 
     def __init__(self) -> None:
         self.reset()

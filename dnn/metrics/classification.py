@@ -38,6 +38,7 @@ class Accuracy(Thresholded, Metric):
     """
 
     name = "accuracy"
+    additive = ("total", "count", "_outside")
 
     def __init__(self, threshold: float | None = None) -> None:
         self._set_threshold(threshold)
@@ -125,6 +126,8 @@ class ConfusionMatrix(Thresholded, Metric):
         self.num_classes = num_classes
         self._set_threshold(threshold)
         super().__init__()
+
+    additive = ("matrix", "count", "_outside", "_binary_outside")
 
     def reset(self) -> None:
         super().reset()

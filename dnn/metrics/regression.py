@@ -72,6 +72,7 @@ class R2Score(_Regression):
     """
 
     name = "r2"
+    additive = ("sums", "count")
 
     def reset(self) -> None:
         super().reset()

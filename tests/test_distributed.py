@@ -1,0 +1,132 @@
+"""Data-parallel fit under ``mpiexec``: K ranks train the weights one process trains.
+
+Each test launches ``mpiexec -n K python -m mpi4py tests/mpi/data_parallel_run.py`` in a
+subprocess (one BLAS thread per rank, a timeout) and compares what rank 0 wrote with a
+single-process run in this process. 50 samples at a global batch of 8 leave a last batch
+of 2, so with 3 ranks one rank's slice is empty and still joins the allreduce.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import dnn
+from tests.conftest import backend_params
+
+SCRIPT = Path(__file__).parent / "mpi" / "data_parallel_run.py"
+_spec = importlib.util.spec_from_file_location("data_parallel_run", SCRIPT)
+run_module = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(run_module)
+
+
+def _mpi_missing() -> str | None:
+    if importlib.util.find_spec("mpi4py") is None:
+        return "mpi4py is not installed (pip install mpi4py mpich, or the mpi extra)"
+    if shutil.which("mpiexec") is None:
+        return "no mpiexec on PATH (pip install mpich, or an MPI library)"
+    return None
+
+
+pytestmark = [pytest.mark.mpi,
+              pytest.mark.skipif(_mpi_missing() is not None, reason=str(_mpi_missing()))]
+
+
+def launch(ranks: int, mode: str, backend_name: str, dtype: str, out: Path,
+           timeout: float = 120) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1",
+               PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    command = ["mpiexec", "-n", str(ranks), sys.executable, "-m", "mpi4py", str(SCRIPT), mode,
+               backend_name, dtype, str(out)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+TOLERANCES = {"float64": {"rtol": 1e-10, "atol": 1e-12}, "float32": {"rtol": 1e-5, "atol": 1e-6}}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("ranks", [1, 2, 3])
+@pytest.mark.parametrize("backend_name", backend_params(["numpy", "torch"]))
+def test_ranks_train_the_weights_one_process_trains(tmp_path, backend_name, ranks, dtype):
+    out = tmp_path / "rank0.npz"
+    result = launch(ranks, "plain", backend_name, dtype, out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["size"] == ranks and report["identical"], "ranks ended with different bits"
+    expected_weights, expected_history = run_module.reference("plain", backend_name, dtype)
+    got = np.load(out)
+    for key, value in expected_weights.items():
+        np.testing.assert_allclose(got[key], value, **TOLERANCES[dtype], err_msg=key)
+    for key, values in expected_history.items():  # loss, accuracy, val_*: reduced over ranks
+        np.testing.assert_allclose(report["history"][key], values, rtol=1e-6 if dtype ==
+                                   "float64" else 1e-4, err_msg=key)
+
+
+@pytest.mark.parametrize("mode", ["clip", "batchnorm"])
+def test_clipping_sees_the_averaged_gradient_and_batchnorm_trains(tmp_path, mode):
+    """clipnorm acts on the averaged gradient (the single-process one), so clipped runs
+    still agree; BatchNorm's running statistics are averaged each epoch (so they differ
+    from one process's: only the trained weights are compared, loosely)."""
+    out = tmp_path / "rank0.npz"
+    result = launch(2, mode, "numpy", "float64", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["identical"]
+    expected, _ = run_module.reference(mode, "numpy", "float64")
+    got = np.load(out)
+    if mode == "clip":
+        for key, value in expected.items():
+            np.testing.assert_allclose(got[key], value, rtol=1e-10, atol=1e-12, err_msg=key)
+    else:  # batch statistics of a slice are not those of the global batch
+        assert set(got.files) == set(expected)
+        assert all(np.all(np.isfinite(got[k])) for k in got.files)
+
+
+def test_resume_from_a_checkpoint_on_two_ranks_equals_the_uninterrupted_run(tmp_path):
+    out = tmp_path / "rank0.npz"
+    result = launch(2, "resume", "numpy", "float64", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+    dnn.set_backend("numpy")
+    dnn.set_default_dtype("float64")
+    model = run_module.build(100, "resume")
+    run_module.train(model, "resume", epochs=run_module.EPOCHS + 1)
+    got = np.load(out)
+    for key, value in run_module.weights(model).items():
+        np.testing.assert_allclose(got[key], value, rtol=1e-10, atol=1e-12, err_msg=key)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "rank0.ckpt.dnn", "rank0.json", "rank0.npz"]  # one checkpoint file, written by rank 0
+
+
+def test_a_different_model_is_refused_on_every_rank(tmp_path):
+    result = launch(2, "mismatch", "numpy", "float64", tmp_path / "out.npz")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for rank in (0, 1):
+        assert f"rank {rank} refused: fit: the model on rank 1 differs from rank 0's" in \
+            result.stdout
+    assert "'0.weight'" in result.stdout or "1.gamma" in result.stdout or "has " in result.stdout
+
+
+def test_a_rank_that_raises_ends_the_job(tmp_path):
+    start = time.monotonic()
+    result = launch(2, "raise", "numpy", "float64", tmp_path / "out.npz", timeout=90)
+    assert result.returncode != 0
+    assert "rank 1 fails on purpose" in result.stderr
+    assert time.monotonic() - start < 60
+
+
+def test_one_process_without_mpiexec_changes_nothing():
+    dnn.distributed.init()  # a world of one: fit as usual
+    assert dnn.distributed.world_size() == 1 and dnn.distributed.rank() == 0
+    weights, _ = run_module.reference("plain", "numpy", "float64")
+    again, _ = run_module.reference("plain", "numpy", "float64")
+    for key in weights:
+        np.testing.assert_array_equal(weights[key], again[key])
