@@ -3,7 +3,8 @@
     python -m benchmarks                  # suites, scaling, memory, compare -> BENCHMARKS.md
     python -m benchmarks --quick          # a smoke run (small grids, 6,000 samples)
     python -m benchmarks --skip suites    # leave out parts: suites, scaling, memory, compare,
-                                          # loader (a part left out keeps its last section)
+                                          # loader, distributed (a part left out keeps its
+                                          # last section)
 
 The pytest-benchmark suites run in a subprocess and save their JSON to
 benchmarks/results/suites.json (and to .benchmarks/ with --benchmark-autosave,
@@ -16,17 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import compare, loader, memory, scaling
+from benchmarks import compare, distributed, loader, memory, scaling
 from benchmarks.common import RESULTS, ROOT, machine_info, machine_lines, markdown_table
 
 SUITES = ["benchmarks/bench_layers.py", "benchmarks/bench_conv.py", "benchmarks/bench_lstm.py"]
-PARTS = ("suites", "scaling", "memory", "compare", "loader")
+PARTS = ("suites", "scaling", "memory", "compare", "loader", "distributed")
 
 
 def run_suites(quick: bool, threads: int | None = None) -> dict[str, Any] | None:
@@ -99,6 +101,7 @@ def write_markdown(info: dict[str, Any], sections: dict[str, str], path: Path, s
         "compare": "Side by side with PyTorch, the GEMM floor and scikit-learn "
                    "(`python -m benchmarks.compare`)",
         "loader": "Feeding the MLP epoch: arrays vs DataLoader (`python -m benchmarks.loader`)",
+        "distributed": "Data-parallel ranks (`python -m benchmarks.distributed`)",
         "scaling": "Cost model: time ∝ work (`python -m benchmarks.scaling`)",
         "memory": "Memory per layer vs theory (`python -m benchmarks.memory`, "
                   "asserted by tests/test_memory.py)",
@@ -106,7 +109,7 @@ def write_markdown(info: dict[str, Any], sections: dict[str, str], path: Path, s
                   "`python -m pytest benchmarks/bench_layers.py --benchmark-only`)",
     }
     kept = previous_sections(path)  # the parts not rerun (--skip) keep their last results
-    for key in ("compare", "loader", "scaling", "memory", "suites"):
+    for key in ("compare", "loader", "distributed", "scaling", "memory", "suites"):
         if key in sections:
             lines += ["", f"## {titles[key]}", "", sections[key]]
         elif titles[key] in kept:
@@ -168,6 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         (RESULTS / "loader.json").write_text(json.dumps(res, indent=1, default=str))
         sections["loader"] = loader.report(res)
         print(sections["loader"], flush=True)
+    if "distributed" not in args.skip and shutil.which("mpiexec"):
+        rows = distributed.run([1, 2], args.quick)
+        (RESULTS / "distributed.json").write_text(json.dumps(rows, indent=1))
+        sections["distributed"] = distributed.report(rows)
+        print(sections["distributed"], flush=True)
     info = machine_info()
     info["threads_requested"] = args.threads
     write_markdown(info, sections, args.output, started)

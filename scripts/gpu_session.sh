@@ -16,7 +16,8 @@
 #    It runs the steps below in order of what they prove, each under its own time cap, and
 #    leaves its logs in $OUT (7 files; at most 8 come back): summary.txt, info.txt,
 #    parity.log, gpu_bench.md, gpu_bench.json, train_cnn.log, pytest_cupy.log.
-#    One step alone: `bash scripts/gpu_session.sh parity` (install|info|parity|bench|train|tests).
+#    One step alone: `bash scripts/gpu_session.sh parity` (install|info|parity|bench|train|nccl|
+#    tests).
 #
 # What the GPU image already has (see the device notes): python3 3.12 with torch (CUDA),
 # cupy-cuda13x, numpy, pytest, pytest-benchmark, hypothesis, tqdm, scipy, pandas,
@@ -120,6 +121,24 @@ train() {
     $PY -m dnn train fashion-mnist --model cnn --epochs 1 --data-home "$DNN_DATA_HOME"
 }
 
+nccl() {
+  # Proves: the NCCL communicator of dnn.distributed starts and reduces CuPy arrays on the GPU
+  # (one rank: a one-GPU machine cannot hold two NCCL ranks; with several GPUs run
+  # `mpiexec -n <gpus> python -m mpi4py -m benchmarks.distributed --worker` under
+  # DNN_BACKEND=cupy). Needs mpi4py, which the GPU image may lack: then it says so.
+  if ! $PY -c "import mpi4py" 2>/dev/null; then
+    log "nccl: skipped (no mpi4py on this image: pip install mpi4py mpich)"; return
+  fi
+  run_step nccl 60 "$OUT/nccl.log" env DNN_BACKEND=cupy $PY -c "
+import cupy, dnn
+comm = dnn.distributed.init('nccl')
+a = cupy.arange(8, dtype=cupy.float32)
+comm.allreduce_(a)
+assert bool((a == cupy.arange(8, dtype=cupy.float32) * comm.size).all()), a
+print('nccl ok:', comm, 'device', cupy.cuda.Device().id)
+"
+}
+
 tests() {
   # Proves: the whole fast test suite passes with CuPy as the session's default backend (every
   # test that takes the backend fixtures also runs its cupy case). Last, since it is the
@@ -141,6 +160,7 @@ case "${1:-all}" in
   bench) install; bench ;;
   train) install; train ;;
   tests) install; tests ;;
-  all) install; info; parity; bench; train; tests; log "done"; cat "$OUT/summary.txt" ;;
-  *) echo "usage: $0 [prepare|all|install|info|parity|bench|train|tests]" >&2; exit 2 ;;
+  nccl) install; nccl ;;
+  all) install; info; parity; bench; train; nccl; tests; log "done"; cat "$OUT/summary.txt" ;;
+  *) echo "usage: $0 [prepare|all|install|info|parity|bench|train|nccl|tests]" >&2; exit 2 ;;
 esac

@@ -130,3 +130,42 @@ def test_one_process_without_mpiexec_changes_nothing():
     again, _ = run_module.reference("plain", "numpy", "float64")
     for key in weights:
         np.testing.assert_array_equal(weights[key], again[key])
+
+
+def _mpi_env() -> dict[str, str]:
+    return dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+
+
+def _epoch_lines(text: str) -> list[str]:
+    return [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("epoch ")]
+
+
+def test_the_cli_under_mpiexec_trains_what_one_process_trains(tmp_path):
+    command = [sys.executable, "-m", "dnn", "train", "spiral", "--epochs", "3", "--hidden", "16"]
+    alone = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                           env=_mpi_env(), cwd=tmp_path)
+    ranks = subprocess.run(["mpiexec", "-n", "2", sys.executable, "-m", "mpi4py", *command[1:]],
+                           capture_output=True, text=True, timeout=120, env=_mpi_env(),
+                           cwd=tmp_path)
+    assert alone.returncode == 0 and ranks.returncode == 0, ranks.stdout + ranks.stderr
+    assert "data parallel on 2 ranks" in ranks.stdout
+    assert _epoch_lines(ranks.stdout) == _epoch_lines(alone.stdout)  # printed once, rank 0
+    assert len(_epoch_lines(ranks.stdout)) == 3
+
+
+@pytest.mark.skipif(not (Path(os.environ.get("DNN_DATA_HOME", "")) / "fashion-mnist").is_dir(),
+                    reason="Fashion-MNIST is not in $DNN_DATA_HOME")
+def test_the_data_parallel_example_matches_one_process(tmp_path):
+    example = Path(__file__).resolve().parents[1] / "examples" / \
+        "16_fashion_mnist_data_parallel.py"
+    alone = subprocess.run([sys.executable, str(example), "--small"], capture_output=True,
+                           text=True, timeout=300, env=_mpi_env())
+    ranks = subprocess.run(["mpiexec", "-n", "2", sys.executable, "-m", "mpi4py", str(example),
+                            "--small"], capture_output=True, text=True, timeout=300,
+                           env=_mpi_env())
+    assert alone.returncode == 0 and ranks.returncode == 0, ranks.stdout + ranks.stderr
+    losses = [line.rsplit("losses per epoch ", 1)[1] for out in (alone, ranks)
+              for line in out.stdout.splitlines() if "losses per epoch" in line]
+    assert len(losses) == 2 and losses[0] == losses[1]
+    assert "2 rank(s), MPI" in ranks.stdout
