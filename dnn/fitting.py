@@ -392,6 +392,8 @@ class Trainer:
                     output_sums = [s + v * size for s, v in zip(output_sums, per_output)]
                 seen += size
                 if hooks.wants_batches:
+                    if self._parallel is not None:  # the global batch's loss on every rank
+                        loss = self._parallel.sums([loss * size])[0] / batch
                     hooks.batch_end(step, {"loss": loss, "size": size})
                 if (step + 1) % log_every == 0 or step + 1 == steps:
                     # the one host sync per log_every steps
