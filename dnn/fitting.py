@@ -23,7 +23,7 @@ from dnn.callbacks import Callback
 from dnn.callbacks.base import CallbackList
 from dnn.callbacks.progress import NaNGuard, ProgbarLogger
 from dnn.compile_checks import check_loss_weights, check_output_activations, check_reductions
-from dnn.distributed.data_parallel import DataParallel
+from dnn.distributed.data_parallel import DataParallel, warn_if_alone
 from dnn.feeding import Feed, is_stream, make_feed, validation_feed
 from dnn.history import History
 from dnn.layers.base import Layer
@@ -99,6 +99,7 @@ class Trainer:
         self.rng_state: dict[str, Any] | None = None
         #: the data-parallel side of the running fit/evaluate (None in one process)
         self._parallel: DataParallel | None = None
+        self._batch_losses = False
         self._flat_groups: list[Any] = []
 
     # ------------------------------------------------------------------ compile
@@ -316,6 +317,7 @@ class Trainer:
                                                      validation_data)
         parallel = DataParallel.of(self)
         data_seed = None
+        warn_if_alone("fit")
         if parallel is not None:  # every rank: the same model, rank 0's weights
             parallel.start("fit")
             data_seed = parallel.shared_seed(seed)
@@ -327,8 +329,10 @@ class Trainer:
         validation = None if validation_data is None else validation_feed(
             self, validation_data, max(batch_size or 32, 256), validation_steps)
         if parallel is not None:
-            parallel.check_data(feed, "fit")
-            random.manual_seed(parallel.rank_seed(data_seed, initial_epoch))
+            parallel.check_data(feed, "fit", epochs=epochs, initial_epoch=initial_epoch,
+                                log_every=log_every, validation=validation is not None)
+            if validation is not None:
+                parallel.check_data(validation, "fit: validation_data")
         elif initial_epoch > 0 and self.rng_state is not None:
             random.set_state(self.rng_state)
         elif seed is not None:
@@ -338,11 +342,17 @@ class Trainer:
         params = {"epochs": epochs, "steps": feed.steps, "verbose": verbose,
                   "log_every": log_every, "log_keys": self._log_keys(validation is not None)}
         hooks = CallbackList([history, *callbacks, progbar, NaNGuard()], self, params)
+        # with data parallelism a callback that reads each batch's loss gets the global
+        # batch's: decided alike on every rank (the bar only counts batches)
+        self._batch_losses = parallel is not None and parallel.any_rank(
+            any(not isinstance(cb, ProgbarLogger) for cb in hooks.batch_listeners))
         self.stop_training = False
         self._parallel = parallel
         hooks.train_begin()
         try:
             for epoch in range(initial_epoch, epochs):
+                if parallel is not None:  # this rank's own Dropout draws for this epoch
+                    random.manual_seed(parallel.rank_seed(data_seed, epoch))
                 hooks.epoch_begin(epoch)
                 logs = self._run_epoch(feed, epoch, log_every, hooks, epoch == initial_epoch)
                 if parallel is not None:
@@ -363,6 +373,8 @@ class Trainer:
         self.rng_state = random.get_state()
         hooks.train_end(history.history)
         self.history = history
+        if parallel is not None:  # files rank 0 wrote (checkpoints) exist when fit returns
+            parallel.comm.barrier()
         return history
 
     def _run_epoch(self, feed: Feed, epoch: int, log_every: int, hooks: CallbackList,
@@ -375,6 +387,8 @@ class Trainer:
         step = -1
         steps = feed.steps
         batches = feed.epoch(epoch)
+        if self._parallel is not None and not feed.loader.map_style:
+            batches = self._parallel.agreed(batches, f"fit: epoch {epoch + 1}")
         try:
             for step, (xs, ys, ws) in enumerate(batches):
                 batch = int(xs[0].shape[0])
@@ -392,7 +406,7 @@ class Trainer:
                     output_sums = [s + v * size for s, v in zip(output_sums, per_output)]
                 seen += size
                 if hooks.wants_batches:
-                    if self._parallel is not None:  # the global batch's loss on every rank
+                    if self._batch_losses:  # the global batch's loss on every rank
                         loss = self._parallel.sums([loss * size])[0] / batch
                     hooks.batch_end(step, {"loss": loss, "size": size})
                 if (step + 1) % log_every == 0 or step + 1 == steps:
@@ -449,7 +463,7 @@ class Trainer:
         check_fit_args(verbose=verbose, steps=steps, where="evaluate")
         feed = make_feed(self, x, y, sample_weight, steps=steps, where="evaluate",
                          batch_size=batch_size if is_stream(x, y) else batch_size or 256)
-        self._parallel = DataParallel.of(self)
+        outer, self._parallel = self._parallel, DataParallel.of(self)  # fit may be running
         try:
             if self._parallel is not None:
                 self._parallel.check_data(feed, "evaluate")
@@ -457,7 +471,7 @@ class Trainer:
                                      verbose=verbose if self._parallel is None
                                      or self._parallel.rank == 0 else 0)
         finally:
-            self._parallel = None
+            self._parallel = outer
             feed.close()
         if return_dict:
             return results
@@ -472,8 +486,11 @@ class Trainer:
         seen = 0
         bar = progress(feed.steps, "evaluate", verbose)
         batches = 0
+        stream = feed.once()
+        if self._parallel is not None and not feed.loader.map_style:
+            stream = self._parallel.agreed(stream, feed.where)
         try:
-            for xs, ys, ws in feed.once():
+            for xs, ys, ws in stream:
                 batches += 1
                 bar.update(1)
                 if self._parallel is not None:  # this rank's rows of the global batch

@@ -57,6 +57,11 @@ class CallbackList:
         self._log = _overriding(callbacks, "on_log")
 
     @property
+    def batch_listeners(self) -> list[Callback]:
+        """The callbacks that listen to ``on_batch_end``."""
+        return list(self._batch_end)
+
+    @property
     def wants_batches(self) -> bool:
         """Whether any callback listens to ``on_batch_begin``/``on_batch_end``."""
         return bool(self._batch_begin or self._batch_end)
@@ -88,6 +93,14 @@ class CallbackList:
     def log(self, batch: int, logs: dict[str, float]) -> None:
         for cb in self._log:
             cb.on_log(batch, logs)
+
+
+def report(message: str) -> None:
+    """Print a callback's message once: on rank 0 of a data-parallel run."""
+    from dnn import distributed
+
+    if distributed.rank() == 0:
+        print(message, flush=True)
 
 
 def _overriding(callbacks: list[Callback], hook: str) -> list[Callback]:

@@ -7,7 +7,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from dnn.callbacks.base import Callback, _Monitor
+from dnn.callbacks.base import Callback, _Monitor, report
 
 
 def _optimizer(callback: Callback) -> Any:
@@ -52,7 +52,7 @@ class LearningRateScheduler(Callback):
                              "it must be a finite number > 0")
         optimizer.lr = lr
         if self.verbose:
-            print(f"LearningRateScheduler: epoch {epoch + 1}: lr = {lr:.6g}")
+            report(f"LearningRateScheduler: epoch {epoch + 1}: lr = {lr:.6g}")
 
 
 def _accepts_two_args(fn: Callable[..., Any]) -> bool:
@@ -124,7 +124,7 @@ class ReduceLROnPlateau(_Monitor):
             if new_lr is not None:
                 self.reductions.append((epoch, new_lr))
                 if self.verbose:
-                    print(f"ReduceLROnPlateau: epoch {epoch + 1}: {self.monitor} has not improved "
+                    report(f"ReduceLROnPlateau: epoch {epoch + 1}: {self.monitor} has not improved "
                           f"for {self.wait} epochs; lr -> {new_lr:.6g}")
                 self.cooldown_counter, self.wait = self.cooldown, 0
 

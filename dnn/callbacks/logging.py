@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from dnn import backend
-from dnn.callbacks.base import Callback
+from dnn.callbacks.base import Callback, report
 
 
 class TerminateOnNaN(Callback):
@@ -64,7 +64,7 @@ class TerminateOnNaN(Callback):
         where = f"batch {batch + 1}" if first >= batch + 1 else f"batches {first}-{batch + 1}"
         self.message = (f"TerminateOnNaN: the loss became NaN or Inf in epoch {self._epoch + 1}, "
                         f"{where} (1-based); stopping training")
-        print(self.message)
+        report(self.message)
         self.terminated_at = (self._epoch, batch)
         self.model.stop_training = True
         self._bad = None

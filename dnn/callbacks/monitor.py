@@ -6,7 +6,7 @@ import os
 import string
 from typing import Any
 
-from dnn.callbacks.base import _copy_state, _Monitor
+from dnn.callbacks.base import _copy_state, _Monitor, report
 from dnn.io.files import check_destination
 
 
@@ -54,7 +54,7 @@ class EarlyStopping(_Monitor):
             self.stopped_epoch = epoch
             self.model.stop_training = True
             if self.verbose:
-                print(f"EarlyStopping: {self.monitor} did not improve for {self.wait} epochs; "
+                report(f"EarlyStopping: {self.monitor} did not improve for {self.wait} epochs; "
                       f"stopping after epoch {epoch + 1} (best {self.best:.4f} at epoch "
                       f"{(self.best_epoch or 0) + 1})")
 
@@ -62,7 +62,7 @@ class EarlyStopping(_Monitor):
         if self.restore_best_weights and self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
             if self.verbose:
-                print(f"EarlyStopping: restored the weights of epoch {(self.best_epoch or 0) + 1}")
+                report(f"EarlyStopping: restored the weights of epoch {(self.best_epoch or 0) + 1}")
 
 
 class ModelCheckpoint(_Monitor):
@@ -155,4 +155,4 @@ class ModelCheckpoint(_Monitor):
         if self.verbose:
             why = (f"{self.monitor} improved from {previous:.4f} to {current:.4f}; "
                    if self.save_best_only else "")
-            print(f"ModelCheckpoint: epoch {epoch + 1}: {why}saved {path}")
+            report(f"ModelCheckpoint: epoch {epoch + 1}: {why}saved {path}")

@@ -52,7 +52,16 @@ def init(backend: str = "auto") -> Communicator:
     if backend not in ("auto", "mpi", "nccl"):
         raise ValueError(f"dnn.distributed.init: backend must be 'auto', 'mpi' or 'nccl', got "
                          f"{backend!r}")
+    from dnn import backend as array_backend
+
+    if backend == "nccl" and array_backend.name != "cupy":
+        raise ValueError("dnn.distributed.init: backend='nccl' averages CuPy arrays on GPUs, "
+                         f"but dnn runs on {array_backend.name}; set DNN_BACKEND=cupy (or "
+                         "dnn.set_backend('cupy')) first, or use backend='mpi'")
     if _initialized:
+        if backend != "auto" and (backend == "nccl") != isinstance(_comm, NCCLCommunicator):
+            raise ValueError(f"dnn.distributed.init: already initialised with {_comm.name}; "
+                             f"it cannot switch to backend={backend!r}")
         return _comm
     try:
         import mpi4py  # noqa: F401
@@ -60,8 +69,6 @@ def init(backend: str = "auto") -> Communicator:
         raise ModuleNotFoundError(
             "dnn.distributed.init needs mpi4py and an MPI library: pip install mpi4py mpich "
             "(or, in a dnn checkout, pip install -e \".[mpi]\")", name="mpi4py") from exc
-    from dnn import backend as array_backend
-
     use_nccl = backend == "nccl" or (backend == "auto" and array_backend.name == "cupy")
     _comm = NCCLCommunicator() if use_nccl else MPICommunicator()
     _initialized = True

@@ -21,8 +21,8 @@ out once because Σ_r n_r / B = 1.
   0's, broadcast); the model's own draws (Dropout) from a per-rank stream, so
   the ranks drop different units.
 - **Logs.** Loss sums, sample counts and the metrics' additive state
-  (:attr:`dnn.metrics.Metric.additive`) are summed over the ranks before they
-  are read, so every rank logs the numbers one process would, and decisions
+  (:attr:`dnn.metrics.Metric.additive`; ``extremes`` by min/max) are combined
+  over the ranks before they are read, so every rank logs the numbers one process would, and decisions
   taken on them (the NaN check, early stopping) are the same everywhere.
 - **Buffers.** BatchNorm's running statistics, which each rank updates from
   its own slice, are averaged at the end of every epoch (SyncBatchNorm, which
@@ -31,6 +31,8 @@ out once because Σ_r n_r / B = 1.
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -39,6 +41,17 @@ import numpy as np
 
 from dnn import backend
 from dnn.distributed.comm import Communicator
+
+
+def warn_if_alone(where: str) -> None:
+    """An MPI launcher started several processes but this one never joined them: each
+    would train alone, on all the data, and print its own numbers."""
+    from dnn import distributed
+
+    if not distributed.is_initialized() and distributed.launched_by_mpi():
+        warnings.warn(f"{where}: this process is one of several started by mpiexec, but "
+                      "dnn.distributed.init() was not called, so every rank trains alone; call "
+                      "it before fit for data-parallel training", RuntimeWarning, stacklevel=3)
 
 
 class DataParallel:
@@ -78,17 +91,28 @@ class DataParallel:
             optimizer.load_state_dict(params, state)
 
     def check_same_model(self, where: str) -> None:
+        """Every rank holds the same model, trains the same parameters with the same
+        optimizer settings and losses; else an error on every rank (a difference would
+        let the ranks drift apart silently, or mismatch the collectives)."""
+        model = self.model
         signature = [(key, tuple(int(d) for d in value.shape), str(value.dtype))
-                     for key, value in self.model.state_dict().items()]
-        signature.append(("optimizer", type(self.model.optimizer).__name__,
-                          str(len(self.model.optimizer_parameters))))
+                     for key, value in model.state_dict().items()]
+        signature.append(("trainable", tuple(n for n, p in model.named_parameters()
+                                             if p in model.optimizer_parameters)))
+        signature.append(("architecture", _architecture(model)))
+        signature.append(("optimizer", f"{model.optimizer!r}"))
+        signature.append(("losses", f"{model.losses!r} weighted {model.loss_weights}"))
         signatures = self.comm.allgather_object(signature)
         for other, theirs in enumerate(signatures):
             if theirs != signatures[0]:
                 raise ValueError(f"{where}: the model on rank {other} differs from rank 0's: "
                                  f"{_first_difference(signatures[0], theirs, other)}; every "
-                                 "rank must build the same model (same layers, sizes, dtypes "
-                                 "and optimizer)")
+                                 "rank must build and compile the same model")
+        for loss in model.losses:
+            if getattr(loss, "reduction", "mean") != "mean":
+                raise ValueError(f"{where}: data-parallel training averages per-rank gradients "
+                                 f"of mean losses; {loss!r} sums over the batch: use "
+                                 "reduction='mean' (scale the learning rate instead)")
 
     def shared_seed(self, seed: int | None) -> int:
         """One data-order seed for every rank: ``seed``, or one rank 0 draws."""
@@ -97,26 +121,60 @@ class DataParallel:
         return int(self.comm.broadcast_object(seed))
 
     def rank_seed(self, seed: int, epoch: int) -> int:
-        """This rank's seed for the model's own draws (Dropout): different on every rank."""
+        """This rank's seed for the model's own draws (Dropout) in ``epoch``: different on
+        every rank, and a function of the epoch, so a resumed fit draws what the
+        uninterrupted one drew."""
         return int(np.random.SeedSequence([seed, self.rank, epoch]).generate_state(1)[0])
 
-    def check_data(self, feed: Any, where: str) -> None:
-        """Every rank reads the same global batches: a shuffled DataLoader needs a seed
-        (else each rank would draw its own order), and the ranks must agree on the number
-        of batches per epoch (else the ranks with more would wait forever)."""
+    def check_data(self, feed: Any, where: str, **settings: Any) -> None:
+        """Every rank reads the same global batches with the same settings (``settings``:
+        epochs, batch size, ...): a shuffled DataLoader needs a seed (else each rank would
+        draw its own order), and the ranks must agree on the data's length, order and a
+        fingerprint of its first and last rows, and on the settings — else an error on
+        every rank rather than a hang or ranks training on different data."""
         loader = feed.loader
         problem = None
         if loader.shuffle and loader.seed is None:
             problem = ("a DataLoader with shuffle=True and no seed: each rank would draw its "
                        "own order; give it seed= (the same on every rank)")
-        counts = self.comm.allgather_object((feed.steps, problem))
-        problems = [p for _, p in counts if p]
+        facts = {"batches per epoch": feed.steps, "batch size": loader.batch_size,
+                 "shuffle": loader.shuffle, "seed": loader.seed,
+                 "samples": len(loader.dataset) if loader.map_style else None,
+                 "data fingerprint": _fingerprint(loader.dataset), **settings}
+        everyone = self.comm.allgather_object((facts, problem))
+        problems = [p for _, p in everyone if p]
         if problems:
-            raise ValueError(f"{where}: data-parallel training reads {problems[0]}")
-        if len({steps for steps, _ in counts}) > 1:
-            raise ValueError(f"{where}: the ranks read different numbers of batches per epoch "
-                             f"({[steps for steps, _ in counts]}); every rank must read the "
-                             "same data (the global batches), each keeping its slice")
+            raise ValueError(f"{where}: data-parallel {where.split(':')[0]} reads {problems[0]}")
+        for other, (theirs, _) in enumerate(everyone):
+            for key in facts:
+                if theirs[key] != everyone[0][0][key]:
+                    raise ValueError(
+                        f"{where}: rank {other} has {key} {theirs[key]!r} where rank 0 has "
+                        f"{everyone[0][0][key]!r}; every rank must read the same data (the "
+                        "global batches, each keeping its slice) with the same arguments")
+
+    def agreed(self, batches: Iterator[Any], where: str) -> Iterator[Any]:
+        """The batches of a stream of unknown length, each only once every rank has one
+        (one small allreduce per step): a rank that runs out early is an error on every
+        rank, not a hang."""
+        try:
+            while True:
+                batch = next(batches, None)
+                have = self.sums([batch is not None])[0]
+                if have == 0:
+                    return
+                if have != self.comm.size:
+                    raise ValueError(f"{where}: {self.comm.size - int(have)} of "
+                                     f"{self.comm.size} ranks ran out of data before the "
+                                     "others; every rank must read the same number of global "
+                                     "batches")
+                yield batch
+        finally:
+            batches.close()  # type: ignore[attr-defined]
+
+    def any_rank(self, flag: bool) -> bool:
+        """Whether ``flag`` holds on some rank (the same answer on every rank)."""
+        return self.sums([bool(flag)])[0] > 0
 
     # ------------------------------------------------------------ steps
     def slice(self, xs: list[Any], ys: list[Any],
@@ -150,13 +208,16 @@ class DataParallel:
     def global_metrics(self, metrics: list[Any]) -> Iterator[None]:
         """Within the block, each metric holds the sum of every rank's state (its
         ``additive`` attributes); its own state is put back afterwards."""
-        saved = [{name: getattr(m, name) for name in m.additive} for m in metrics]
+        saved = [{name: getattr(m, name) for name in (*m.additive, *m.extremes)}
+                 for m in metrics]
         local = [{name: _to_host(value) for name, value in state.items()} for state in saved]
         gathered = self.comm.allgather_object(local)
         try:
             for i, metric in enumerate(metrics):
                 for name in metric.additive:
                     setattr(metric, name, _add([ranks[i][name] for ranks in gathered]))
+                for name, how in metric.extremes.items():
+                    setattr(metric, name, _extreme([ranks[i][name] for ranks in gathered], how))
             yield
         finally:
             for metric, state in zip(metrics, saved):
@@ -173,16 +234,47 @@ class DataParallel:
                 value *= 1.0 / self.comm.size
 
 
+def _architecture(model: Any) -> str:
+    """The model's layers and their settings as model files write them."""
+    try:
+        from dnn.io.specs import encode_layer
+
+        return json.dumps(encode_layer(model), sort_keys=True, default=str)
+    except Exception:  # a layer model files cannot describe: its class names at least
+        return " ".join(type(layer).__name__ for layer in model.sublayers())
+
+
 def _first_difference(mine: list[Any], theirs: list[Any], rank: int) -> str:
     for a, b in zip(mine, theirs):
         if a != b:
-            if a[0] == "optimizer":
-                return f"the optimizer is {b[1]} with {b[2]} parameters there, {a[1]} with {a[2]} here"
+            if a[0] in ("optimizer", "losses"):
+                return f"the {a[0]} are {b[1]} on rank {rank} but {a[1]} on rank 0"
+            if a[0] == "trainable":
+                return (f"it trains the parameters {list(b[1])} where rank 0 trains "
+                        f"{list(a[1])}")
+            if a[0] == "architecture":
+                return "its layers or their settings differ (compare model.summary())"
             if a[0] != b[0]:
                 return f"it has {b[0]!r} where rank 0 has {a[0]!r}"
             return (f"{a[0]!r} has shape {b[1]} and dtype {b[2]} on rank {rank}, shape {a[1]} "
                     f"and dtype {a[2]} on rank 0")
     return f"it has {len(theirs) - 1} arrays, rank 0 {len(mine) - 1}"
+
+
+def _fingerprint(dataset: Any) -> Any:
+    """Length and float64 sums of the first and last 64 rows of each array of an
+    ArrayDataset (None for other datasets): cheap, and different for different data."""
+    arrays = getattr(dataset, "arrays", None)
+    if arrays is None:
+        return None
+    from dnn.data.dataset import _leaves
+
+    sums = []
+    for leaf in _leaves(list(arrays)):
+        host = backend.to_numpy(leaf) if not isinstance(leaf, np.ndarray) else leaf
+        ends = np.concatenate([np.asarray(host[:64]).ravel(), np.asarray(host[-64:]).ravel()])
+        sums.append(round(float(np.sum(ends.astype(np.float64))), 6))
+    return (len(dataset), tuple(sums))
 
 
 def _to_host(value: Any) -> Any:
@@ -191,6 +283,15 @@ def _to_host(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(_to_host(v) for v in value)
     return backend.to_numpy(value).copy()
+
+
+def _extreme(values: list[Any], how: str) -> Any:
+    """The min or max over the ranks that saw data, on the backend (None if none did)."""
+    present = [np.asarray(v) for v in values if v is not None]
+    if not present:
+        return None
+    value = np.asarray((np.min if how == "min" else np.max)(present))
+    return backend.asarray(value, dtype=getattr(backend.xp, str(value.dtype)))
 
 
 def _add(values: list[Any]) -> Any:

@@ -25,6 +25,8 @@ class Metric:
     #: the attributes that are sums over samples: the state of several shards of the data
     #: (ranks of a data-parallel run) adds up attribute by attribute
     additive: tuple[str, ...] = ("total", "count")
+    #: attributes that are a running min or max over samples ({name: "min" | "max"})
+    extremes: dict[str, str] = {}  # noqa: RUF012 (read-only; overridden by class)
 
     def __init__(self) -> None:
         self.reset()

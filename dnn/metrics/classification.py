@@ -128,6 +128,7 @@ class ConfusionMatrix(Thresholded, Metric):
         super().__init__()
 
     additive = ("matrix", "count", "_outside", "_binary_outside")
+    extremes = {"_low": "min", "_high": "max"}  # noqa: RUF012
 
     def reset(self) -> None:
         super().reset()

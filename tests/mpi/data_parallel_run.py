@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import dnn
-from dnn.layers import BatchNorm, Dense, ReLU
+from dnn.layers import BatchNorm, Dense, Dropout, ReLU
 
 N, FEATURES, CLASSES, BATCH, EPOCHS = 50, 6, 3, 8, 3
 
@@ -35,11 +35,15 @@ def build(seed: int, mode: str) -> dnn.Sequential:
     layers = [Dense(FEATURES, 16)]
     if "batchnorm" in mode:
         layers.append(BatchNorm(16))
-    layers += [ReLU(), Dense(16, CLASSES)]
+    layers += [ReLU()]
+    if "dropout" in mode:
+        layers.append(Dropout(0.3))
+    layers += [Dense(16, CLASSES)]
     model = dnn.Sequential(layers)
     clip = {"clipnorm": 0.05} if "clip" in mode else {}
-    model.compile(loss="SoftmaxCrossEntropy", optimizer=dnn.optim.Adam(lr=0.01),
-                  metrics=["accuracy"], **clip)
+    loss = dnn.losses.SoftmaxCrossEntropy(reduction="sum" if mode == "sum" else "mean")
+    model.compile(loss=loss, optimizer=dnn.optim.Adam(lr=0.01),
+                  metrics=["accuracy", "f1"] if "f1" in mode else ["accuracy"], **clip)
     return model
 
 
@@ -58,6 +62,18 @@ def train(model: dnn.Sequential, mode: str, epochs: int = EPOCHS, initial_epoch:
     return history.history
 
 
+def _train_with_lr(lr: float) -> None:
+    model = build(100, "")
+    model.optimizer.lr = lr
+    train(model, "")
+
+
+def _batches(count: int):
+    x, y = data()
+    for i in range(count):
+        yield x[i * 4:(i + 1) * 4], y[i * 4:(i + 1) * 4]
+
+
 def reference(mode: str, backend_name: str, dtype: str) -> tuple[dict, dict]:
     """What one process trains (rank 0's initial weights)."""
     dnn.set_backend(backend_name)
@@ -73,14 +89,35 @@ def main() -> None:
     dnn.set_default_dtype(dtype)
     comm = dnn.distributed.init()
     rank = comm.rank
-    if mode == "mismatch":
-        model = build(100, "batchnorm" if rank == 1 else "")
+    refused = {  # mode -> what differs between the ranks (each must be refused everywhere)
+        "mismatch": lambda: train(build(100, "batchnorm" if rank == 1 else ""), mode),
+        "mismatch-lr": lambda: _train_with_lr(0.01 * (1 + rank)),
+        "mismatch-epochs": lambda: train(build(100, ""), mode, epochs=EPOCHS + rank),
+        "stream-short": lambda: build(100, "").fit(_batches(10 - 2 * rank), verbose=0),
+        "sum": lambda: train(build(100, "sum"), mode),
+    }
+    if mode in refused:
         try:
-            train(model, mode)
+            refused[mode]()
         except ValueError as exc:
             print(f"rank {rank} refused: {exc}", flush=True)
             return
-        raise SystemExit(f"rank {rank}: a different model was not refused")
+        raise SystemExit(f"rank {rank}: {mode} was not refused")
+    if mode == "count":  # allreduces per step without batch listeners: the gradient's only
+        model = build(100, "")
+        calls = [0]
+        allreduce = comm.allreduce_
+
+        def counted(array):
+            calls[0] += 1
+            return allreduce(array)
+
+        comm.allreduce_ = counted
+        x, y = data()
+        model.fit(x, y, epochs=1, batch_size=BATCH, verbose=0, log_every=1000)
+        if rank == 0:
+            print(f"allreduces {calls[0]} steps {-(-N // BATCH)}", flush=True)
+        return
     if mode == "raise":
         if rank == 1:
             raise RuntimeError("rank 1 fails on purpose")
@@ -91,13 +128,14 @@ def main() -> None:
         ckpt = out.with_suffix(".ckpt.dnn")
         model = build(100 + rank, mode)
         saver = dnn.callbacks.ModelCheckpoint(str(ckpt), save_best_only=False)
-        train(model, mode, epochs=2, callbacks=[saver])
-        comm.barrier()
+        train(model, mode, epochs=2, callbacks=[saver])  # fit returns once the file is there
         model = dnn.load_model(str(ckpt))
         history = train(model, mode, epochs=EPOCHS + 1, initial_epoch=model.epoch)
     else:
         model = build(100 + rank, mode)
-        history = train(model, mode)
+        evaluate = dnn.callbacks.LambdaCallback(  # a collective inside fit, on every rank
+            on_epoch_end=lambda epoch, logs: model.evaluate(*data()))
+        history = train(model, mode, callbacks=[evaluate] if "evalcb" in mode else [])
     mine = weights(model)
     everyone = comm.allgather_object(mine)
     identical = all(all(np.array_equal(w[k], mine[k]) for k in mine) for w in everyone)
