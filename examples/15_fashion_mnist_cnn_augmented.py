@@ -22,24 +22,45 @@ turns a sneaker into something no test image looks like.) The price: the
 training loss stays higher and convergence is slower; the gain is a smaller
 gap between training and test accuracy.
 
-The transforms run on whole batches on the device, on the DataLoader's
-background thread while the model trains (dnn/data/transforms.py):
+The transforms run on whole batches, on the DataLoader's background thread
+while the model trains (dnn/data/transforms.py); a seeded loader draws the same
+order and the same shifts and flips on every run:
 
     augment = Compose([RandomCrop(28, padding=2), RandomHorizontalFlip()])
-    train = DataLoader(ArrayDataset(x, y), batch_size=128, shuffle=True, seed=0,
+    train = DataLoader(ArrayDataset(x, y), batch_size=64, shuffle=True, seed=0,
                        transform=augment)
-    model.fit(train, epochs=..., validation_data=(x_test, y_test))
+    model.fit(train, epochs=12, validation_data=(x_test, y_test))
 
-The CNN is example 11's with BatchNorm after each convolution and Dropout
-before each Dense layer:
+The CNN is example 11's with BatchNorm after each convolution and a third,
+wider convolution at 7x7 (cheap there: 49 positions):
 
-    (N, 1, 28, 28) → Conv 3x3, 32 → BatchNorm → ReLU → MaxPool 2   → (N, 32, 14, 14)
-                   → Conv 3x3, 64 → BatchNorm → ReLU → MaxPool 2   → (N, 64, 7, 7)
-                   → Flatten → Dropout → Dense 3136 → 128 → ReLU → Dropout → Dense 128 → 10
+    (N, 1, 28, 28) → Conv 3x3, 32 → BatchNorm → ReLU → MaxPool 2  → (N, 32, 14, 14)
+                   → Conv 3x3, 64 → BatchNorm → ReLU → MaxPool 2  → (N, 64, 7, 7)
+                   → Conv 3x3, 128 → BatchNorm → ReLU             → (N, 128, 7, 7)
+                   → Flatten → Dense 6272 → 128 → ReLU → Dense 128 → 10 logits
 
-Trained with Adam, a cosine-decayed learning rate and label smoothing 0.1
-(targets 0.91 / 0.01 instead of 1 / 0: less incentive for over-confident logits),
-RESULTS_PLACEHOLDER
+trained with Adam (lr 1e-3, cosine decay to 2e-5 over the run), batch size 64,
+and label smoothing 0.1 (targets 0.91 / 0.01 instead of 1 / 0). No Dropout:
+augmentation already regularises, and both together underfit in a short run.
+
+Measured (12 epochs, seed 0, NumPy, 2 CPU cores, about 65-80 s per epoch):
+
+                     train accuracy    test accuracy
+    augmented            0.935            0.9273
+    --no-augment         0.998            0.9319
+
+Read it honestly: in 12 epochs augmentation does NOT win. Without it the
+network memorises the training set (99.8 %) and still generalises to 93.2 %;
+with it the training accuracy — measured on shifted, mirrored images — stays
+below 94 %, the train/test gap shrinks from 6.6 to under 1 point, and the
+model is still improving when the schedule ends: it is underfitting, not
+overfitting. Augmentation pays when training is long enough (or the data
+scarce enough) for memorisation to be the problem; try ``--epochs 24``.
+
+``--find-lr`` runs the learning-rate range test (dnn/callbacks/lr_finder.py) on
+the augmented loader first: its steepest-descent suggestion for this model is
+3.5e-4, and the smoothed loss is lowest near 5e-2; the 1e-3 used here lies
+between the two usual rules (the steepest point, and a tenth of the minimum).
 
 Run:  python examples/15_fashion_mnist_cnn_augmented.py [--no-augment] [--find-lr] [--epochs N]
                                                          [--small] [--backend torch] [--out out]
@@ -157,21 +178,25 @@ def _run(args: argparse.Namespace) -> dict[str, float]:
                                seed=0)
         finder.plot(out / "15_lr_finder.png")
         result["lr_suggestion"] = finder.suggestion()
-        print(f"LR finder: the loss falls fastest at lr = {finder.suggestion():.3g} "
-              f"(plot: {out / '15_lr_finder.png'}); training uses --lr {args.lr:g}")
+        result["lr_min_loss"] = finder.lrs[int(np.argmin(finder.losses))]
+        print(f"LR finder: the loss falls fastest at lr = {result['lr_suggestion']:.3g} and is "
+              f"lowest at lr = {result['lr_min_loss']:.3g} (plot: {out / '15_lr_finder.png'}); "
+              f"training uses --lr {args.lr:g}")
 
     start = time.perf_counter()
-    model.fit(train, epochs=epochs, validation_data=(x_test, y_test), verbose=args.verbose, seed=0)
+    history = model.fit(train, epochs=epochs, validation_data=(x_test, y_test),
+                        verbose=args.verbose, seed=0)
     seconds = time.perf_counter() - start
     result.update(model.evaluate(x_test, y_test))
+    result["train_accuracy"] = history.history["accuracy"][-1]  # on the (augmented) batches
     result["train_seconds"] = seconds
     result["seconds_per_epoch"] = seconds / epochs
     path = out / ("15_cnn_plain.dnn" if args.no_augment else "15_cnn_augmented.dnn")
     model.save(path)
     if args.verbose:
-        print(f"test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f} "
-              f"({'not ' * args.no_augment}augmented; {epochs} epochs, {seconds / epochs:.0f} s "
-              f"per epoch on {dnn.backend.name}); saved {path}")
+        print(f"test accuracy {result['accuracy']:.4f}, loss {result['loss']:.4f}; train accuracy "
+              f"{result['train_accuracy']:.4f} ({'not ' * args.no_augment}augmented; {epochs} "
+              f"epochs, {seconds / epochs:.0f} s per epoch on {dnn.backend.name}); saved {path}")
         predicted = np.argmax(model.predict(x_test[:8]), axis=1)
         for guess, truth in zip(predicted, y_test[:8]):
             print(f"  predicted {FASHION_MNIST_CLASSES[guess]:<12} true {FASHION_MNIST_CLASSES[truth]}")

@@ -37,7 +37,9 @@ def test_augmented_example_small(data_home, tmp_path):
     assert (tmp_path / "a" / "15_cnn_augmented.dnn").stat().st_size > 0
     assert (tmp_path / "a" / "15_lr_finder.png").stat().st_size > 0
     assert 1e-6 <= with_finder["lr_suggestion"] <= 1.0
+    assert 1e-6 <= with_finder["lr_min_loss"] <= 1.0
     assert 0.0 <= with_finder["accuracy"] <= 1.0 and math.isfinite(with_finder["loss"])
+    assert 0.0 <= with_finder["train_accuracy"] <= 1.0
 
     # the range test restores the model, optimizer and generators: training is unchanged
     without = _main(data_home, tmp_path / "b", "--small")
