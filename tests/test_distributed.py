@@ -190,13 +190,15 @@ def test_the_cli_under_mpiexec_trains_what_one_process_trains(tmp_path):
 def test_the_data_parallel_example_matches_one_process(tmp_path):
     example = Path(__file__).resolve().parents[1] / "examples" / \
         "16_fashion_mnist_data_parallel.py"
-    alone = subprocess.run([sys.executable, str(example), "--small"], capture_output=True,
-                           text=True, timeout=300, env=_mpi_env())
+    alone = subprocess.run([sys.executable, str(example), "--small", "--out",
+                            str(tmp_path / "alone")], capture_output=True, text=True,
+                           timeout=300, env=_mpi_env())
     ranks = subprocess.run(["mpiexec", "-n", "2", sys.executable, "-m", "mpi4py", str(example),
-                            "--small"], capture_output=True, text=True, timeout=300,
-                           env=_mpi_env())
+                            "--small", "--out", str(tmp_path / "ranks")], capture_output=True,
+                           text=True, timeout=300, env=_mpi_env())
     assert alone.returncode == 0 and ranks.returncode == 0, ranks.stdout + ranks.stderr
     losses = [line.rsplit("losses per epoch ", 1)[1] for out in (alone, ranks)
               for line in out.stdout.splitlines() if "losses per epoch" in line]
     assert len(losses) == 2 and losses[0] == losses[1]
     assert "2 rank(s), MPI" in ranks.stdout
+    assert [p.name for p in (tmp_path / "ranks").iterdir()] == ["16_data_parallel.dnn"]
