@@ -24,7 +24,14 @@ from typing import Any
 from dnn import backend
 from dnn.data import ArrayDataset, DataLoader
 from dnn.data.loader import to_backend
-from dnn.training import check_fit_inputs, fix_labels, inputs_list, is_int, per_name
+from dnn.training import (
+    check_fit_inputs,
+    fix_labels,
+    input_array,
+    inputs_list,
+    is_int,
+    per_name,
+)
 from dnn.weighting import (
     check_class_weight,
     check_sample_weight,
@@ -231,7 +238,7 @@ class Feed:
                 self._class_weight = class_weight_vector(model, self._class_weight, where,
                                                          xs, ys[0])
         else:
-            xs = [_as_input(v, dtype) for v, dtype in zip(
+            xs = [input_array(v, dtype) for v, dtype in zip(
                 per_name(x, model.input_names, "x", "input", where), model.input_dtypes)]
             ys, ws = [], None
             if self.targets:
@@ -245,14 +252,6 @@ class Feed:
         if self._class_weight is not None:
             ws = with_class_weight(self._class_weight, ys[0], ws)
         return xs, ys, ws
-
-
-def _as_input(value: Any, dtype: str | None) -> Any:
-    value = to_backend(value)
-    xp = backend.xp
-    if not (dtype or "").startswith("int") and not xp.isdtype(value.dtype, "real floating"):
-        value = xp.astype(value, backend.default_dtype())
-    return value
 
 
 def make_feed(model: Any, x: Any, y: Any = None, sample_weight: Any = None, *,

@@ -294,11 +294,16 @@ def inputs_list(model: Any, x: Any, where: str) -> list[Any]:
         if v.shape[0] != n:
             raise ShapeError(f"{where}: every input must have the same number of samples, "
                              f"got {n} and {name} of shape {tuple(v.shape)}")
-    xs = [_to_backend(v, keep_integers=_is_integer_dtype(dtype))
-          for v, dtype in zip(xs, model.input_dtypes)]
+    xs = [input_array(v, dtype) for v, dtype in zip(xs, model.input_dtypes)]
     for v, name in zip(xs, labels):
         _check_finite(v, name, where)
     return xs
+
+
+def input_array(arr: Any, dtype: str | None) -> Any:
+    """One model input on the backend: integers kept where the Input declares an integer
+    dtype (token ids), else everything in the default floating dtype."""
+    return _to_backend(arr, keep_integers=_is_integer_dtype(dtype))
 
 
 def _is_integer_dtype(name: str | None) -> bool:

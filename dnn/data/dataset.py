@@ -17,16 +17,13 @@ keeping the structure of one sample.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from array_api_compat import array_namespace, is_array_api_obj
 
-
-def is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+from dnn.training import is_int
 
 
 def _is_array(value: Any) -> bool:
