@@ -4,29 +4,11 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterator
 from typing import Any
 
 from dnn import backend
-from dnn.backend import random
 from dnn.backend.ops import class_indices
 from dnn.errors import ShapeError
-
-
-def batches(arrays: list[Any], batch_size: int, shuffle: bool) -> Iterator[list[Any]]:
-    """Mini-batches of every array in ``arrays`` (same rows of each), in order or in a
-    fresh random order each call."""
-    n = arrays[0].shape[0]
-    bounds = [(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-    if not shuffle:
-        for start, stop in bounds:
-            yield [a[start:stop, ...] for a in arrays]
-        return
-    xp = backend.xp
-    order = random.permutation(n)
-    for start, stop in bounds:
-        index = order[start:stop]
-        yield [xp.take(a, index, axis=0) for a in arrays]
 
 
 class _Silent:

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from dnn import backend, losses
+from dnn.data import ArrayDataset, DataLoader
 from dnn.optim.base import check_number
 from dnn.parameter import flat_groups
-from dnn.training import batches
 
 #: methods of scipy.optimize.minimize that use the gradient (``jac``)
 GRADIENT_METHODS = {"cg", "bfgs", "newton-cg", "l-bfgs-b", "tnc", "slsqp", "trust-constr",
@@ -107,7 +107,7 @@ class ScipyOptimizer:
             set_theta(theta)
             total: Any = 0.0
             grad = np.zeros_like(theta) if use_grad else None
-            for xb, yb in batches([x, y], chunk, shuffle=False):
+            for xb, yb in DataLoader(ArrayDataset(x, y), chunk, prefetch=0):
                 weight = xb.shape[0] / n
                 value = loss_fn(model.forward(xb, training=False), yb)
                 total = total + value * weight
