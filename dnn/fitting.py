@@ -26,9 +26,8 @@ from dnn.distributed.data_parallel import DataParallel, warn_if_alone
 from dnn.feeding import Feed, is_stream, make_feed, validation_feed
 from dnn.history import History
 from dnn.inference import Inference, loss_value
-from dnn.layers.base import Layer
 from dnn.optim.base import check_number
-from dnn.parameter import Parameter, backward_pass, flat_groups
+from dnn.parameter import Parameter, add_penalty_grads, backward_pass, flat_groups, penalty
 from dnn.training import (
     check_counts,
     check_fit_args,
@@ -72,7 +71,7 @@ class Trainer(Inference):
         #: the parameters the optimizer updates: the trainable ones at ``compile``
         self.optimizer_parameters: list[Parameter] = []
         self._frozen_at_compile: list[Parameter] = []
-        self._penalized: list[Layer] = []
+        self._penalized: list[Parameter] = []
         self._compiled_version = -1
         #: set by compile: the next train_step checks the outputs (check_predictions) once
         self._check_next_step = False
@@ -127,9 +126,8 @@ class Trainer(Inference):
             self.optimizer_parameters else []
         self._compiled_version = parameter.trainable_version
         self._check_next_step = True
-        #: the layers with a penalty of their own (l1/l2), each once
-        self._penalized = [layer for layer in self.sublayers()
-                           if type(layer).regularization_loss is not Layer.regularization_loss]
+        #: the parameters with an l1/l2 penalty, each once
+        self._penalized = [p for p in params if p.l1 or p.l2]
 
     @property
     def metrics(self) -> list[metric_lib.Metric]:
@@ -221,14 +219,13 @@ class Trainer(Inference):
         total, per_output, grads = self._losses_and_grads(outs, ys, ws)
         with backward_pass() as pass_id:
             self._graph.backward(contexts, grads, needs_input_grad=False)
-            for layer in self._penalized:
-                layer.regularization_grads()
+            add_penalty_grads(self._penalized)
         for p in self.optimizer_parameters:
             p.clear_stale_grad(pass_id)
         return total + self._penalty(), per_output, outs
 
     def _penalty(self) -> Any:
-        return sum((layer.regularization_loss() for layer in self._penalized), 0.0)
+        return penalty(self._penalized)
 
     def _losses_and_grads(self, outs: list[Any], ys: list[Any],
                           ws: list[Any] | None = None) -> tuple[Any, list[Any], list[Any]]:

@@ -15,6 +15,15 @@ when there is one: no temporary, no ``zero_grad`` to forget), later ones of
 the same pass ADD to it — a layer applied twice, or a parameter tied to two
 layers, gets the sum of its uses. A frozen parameter (``trainable = False``)
 receives nothing: layers skip computing its gradient.
+
+Weight penalties belong to the parameter, not to the layer: ``Parameter(data,
+name, l1=, l2=)`` adds
+
+    l1·Σ|w| + l2·Σ w²     to the loss, and     l1·sign(w) + 2·l2·w     to dL/dw
+
+(the NNFS book's regularizers, ch. 14), once per backward pass however often
+the parameter is used (:func:`penalty` and :func:`add_penalty_grads`). Every
+layer's ``l1=``/``l2=`` (and Dense's ``bias_l1=``/``bias_l2=``) just sets these.
 """
 
 from __future__ import annotations
@@ -54,10 +63,13 @@ class Parameter:
     """A trainable array: ``data``, its gradient ``grad`` (or None), a ``name`` and
     ``trainable`` (False freezes it: no gradient is computed, no optimizer touches it)."""
 
-    __slots__ = ("_grad", "_pass", "_trainable", "data", "group", "name")
+    __slots__ = ("_grad", "_pass", "_trainable", "data", "group", "l1", "l2", "name")
 
-    def __init__(self, data: Any, name: str = "", trainable: bool = True) -> None:
+    def __init__(self, data: Any, name: str = "", trainable: bool = True,
+                 l1: float = 0.0, l2: float = 0.0) -> None:
         self.data = data
+        #: penalty coefficients: l1·Σ|w| + l2·Σw² is added to the training loss
+        self.l1, self.l2 = float(l1), float(l2)
         self._grad: Any = None
         self.name = name
         self.group: FlatGroup | None = None
@@ -136,6 +148,27 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter(name={self.name!r}, shape={self.shape}, dtype={self.data.dtype})"
+
+
+def penalty(params: list[Parameter]) -> Any:
+    """Σ over ``params`` (each once) of l1·Σ|w| + l2·Σw²; 0.0 when none is penalised."""
+    xp = backend.xp
+    total: Any = 0.0
+    for p in {id(p): p for p in params}.values():
+        if p.l1:
+            total = total + p.l1 * xp.sum(xp.abs(p.data))
+        if p.l2:
+            total = total + p.l2 * xp.sum(p.data * p.data)
+    return total
+
+
+def add_penalty_grads(params: list[Parameter]) -> None:
+    """Add d(penalty)/dw = l1·sign(w) + 2·l2·w to each trainable penalised parameter, once."""
+    for p in {id(p): p for p in params}.values():
+        if p.trainable and p.l1:
+            p.add_grad(p.l1 * backend.xp.sign(p.data))
+        if p.trainable and p.l2:
+            p.add_grad((2.0 * p.l2) * p.data)
 
 
 def _size(shape: tuple[int, ...]) -> int:

@@ -108,7 +108,7 @@ def test_embedding_errors(backend_name):
         emb.backward(backend.asarray(np.zeros((2, 3), np.float32)))
     with pytest.raises(ValueError, match="dim"):
         Embedding(5, 0)
-    assert emb.get_config() == {"num_embeddings": 5, "dim": 3}
+    assert emb.get_config() == {"num_embeddings": 5, "dim": 3, "l1": 0.0, "l2": 0.0}
     assert emb.output_shape((8, 12)) == (8, 12, 3)
     assert Embedding.input_dtype == "int64"
 

@@ -95,7 +95,7 @@ def test_batchnorm_errors(backend_name):
     with pytest.raises(ValueError, match="momentum"):
         BatchNorm(3, momentum=None)
     assert BatchNorm(3, momentum=0.2, eps=1e-3).get_config() == {
-        "num_features": 3, "momentum": 0.2, "eps": 1e-3}
+        "num_features": 3, "momentum": 0.2, "eps": 1e-3, "l1": 0.0, "l2": 0.0}
 
 
 def test_batchnorm_names_layer_in_sequential(backend_name):
@@ -195,6 +195,6 @@ def test_layernorm_errors_and_config(backend_name):
     assert ln.output_shape((7, 3, 4)) == (7, 3, 4)
     with pytest.raises(ValueError, match="normalized_shape"):
         LayerNorm(())
-    assert ln.get_config() == {"normalized_shape": [3, 4], "eps": 1e-5}
+    assert ln.get_config() == {"normalized_shape": [3, 4], "eps": 1e-5, "l1": 0.0, "l2": 0.0}
     assert LayerNorm(**ln.get_config()).normalized_shape == (3, 4)
     assert LayerNorm(8).normalized_shape == (8,)

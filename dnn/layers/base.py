@@ -29,17 +29,30 @@ names them as plain strings and loading never imports names from a file.
 from __future__ import annotations
 
 import functools
+import math
 import numbers
 from typing import Any
 
 from dnn import backend
 from dnn.errors import ShapeError
 from dnn.graph import is_symbolic, make_node
-from dnn.parameter import Parameter, backward_pass
+from dnn.parameter import Parameter, add_penalty_grads, backward_pass, penalty
 from dnn.registry import Registry
 
 #: layer type name -> class; the only way a model file can name a layer
 REGISTRY = Registry("layer")
+
+
+def check_penalties(layer: str, **values: Any) -> tuple[float, ...]:
+    """The penalty coefficients as floats, each finite and >= 0:
+    ``l1, l2 = check_penalties("Dense", l1=l1, l2=l2)``."""
+    out = []
+    for arg, value in values.items():
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or value < 0:
+            raise ValueError(f"{layer}: {arg} must be a finite number >= 0, got {value!r}")
+        out.append(float(value))
+    return tuple(out)
 
 
 def positive_ints(layer: str, **values: Any) -> tuple[int, ...]:
@@ -194,19 +207,14 @@ class Layer:
         return list({id(p): p for _, p in self.named_parameters()}.values())
 
     def regularization_loss(self) -> Any:
-        """Penalty this layer adds to the loss (l1/l2); 0.0 when it has none. A layer with
-        weights of its own overrides it (and :meth:`regularization_grads`) for those
-        weights only; this default sums the sub-layers' penalties."""
-        return sum((child.regularization_loss() for child in self._unique_children()), 0.0)
+        """The l1/l2 penalty of this layer's parameters and its sub-layers' (each parameter
+        once, see :func:`dnn.parameter.penalty`); 0.0 when none has one."""
+        return penalty(self.parameters())
 
     def regularization_grads(self) -> None:
         """Add the gradient of :meth:`regularization_loss` to the parameters: once per
         backward pass (a penalty belongs to the weights, not to each use of them)."""
-        for child in self._unique_children():
-            child.regularization_grads()
-
-    def _unique_children(self) -> list[Layer]:
-        return list({id(c): c for _, c in self.named_children()}.values())
+        add_penalty_grads(self.parameters())
 
     @property
     def trainable(self) -> bool:

@@ -29,7 +29,7 @@ from typing import Any
 from dnn import backend
 from dnn import init as initializers
 from dnn.errors import ShapeError
-from dnn.layers.base import Context, Layer, register
+from dnn.layers.base import Context, Layer, check_penalties, register
 from dnn.parameter import Parameter
 
 
@@ -38,7 +38,8 @@ class BatchNorm(Layer):
     param_names = ("weight", "bias")
     buffer_names = ("running_mean", "running_var")
 
-    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5) -> None:
+    def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5,
+                 l1: float = 0.0, l2: float = 0.0) -> None:
         if not isinstance(num_features, int) or isinstance(num_features, bool) or num_features <= 0:
             raise ValueError(f"BatchNorm: num_features must be a positive int, got {num_features!r}")
         if not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0:
@@ -49,7 +50,8 @@ class BatchNorm(Layer):
         if not eps > 0.0:
             raise ValueError(f"BatchNorm: eps must be > 0, got {eps!r}")
         self.num_features, self.momentum, self.eps = num_features, float(momentum), float(eps)
-        self.weight = Parameter(initializers.ones((num_features,)), "weight")
+        self.l1, self.l2 = check_penalties("BatchNorm", l1=l1, l2=l2)  # on γ (Keras: gamma_regularizer)
+        self.weight = Parameter(initializers.ones((num_features,)), "weight", l1=self.l1, l2=self.l2)
         self.bias = Parameter(initializers.zeros((num_features,)), "bias")
         self.running_mean = initializers.zeros((num_features,))
         self.running_var = initializers.ones((num_features,))
@@ -110,7 +112,8 @@ class BatchNorm(Layer):
         return scale * ((grad - sum_g * (1.0 / count)) - x_hat * (sum_gx * (1.0 / count)))
 
     def get_config(self) -> dict[str, Any]:
-        return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}
+        return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps,
+                "l1": self.l1, "l2": self.l2}
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) < 2 or input_shape[1] != self.num_features:

@@ -2,8 +2,9 @@
 
 Forward:  y = x @ W + b                      x: (N, in), W: (in, out), b: (out,)
 Backward: dL/dW = xᵀ @ g,  dL/db = Σ_n g,  dL/dx = g @ Wᵀ     with g = dL/dy
-Penalty:  l1·Σ|W| + l2·Σ W²  adds l1·sign(W) + 2·l2·W to dL/dW (NNFS ch. 14),
-          once per backward pass however often the layer was applied.
+Penalty:  l1·Σ|W| + l2·Σ W² (+ bias_l1·Σ|b| + bias_l2·Σ b²) adds l1·sign(W) + 2·l2·W
+          to dL/dW (NNFS ch. 14), once per backward pass however often the layer was
+          applied: the coefficients live on the parameters (``dnn.parameter.penalty``).
 
 A frozen weight (``trainable = False``) skips the xᵀ @ g product; a Dense
 reading the data skips g @ Wᵀ (``ctx.needs_input_grad`` is False there).
@@ -19,7 +20,7 @@ from typing import Any
 from dnn import backend
 from dnn import init as initializers
 from dnn.errors import ShapeError
-from dnn.layers.base import Context, Layer, positive_ints, register
+from dnn.layers.base import Context, Layer, check_penalties, positive_ints, register
 from dnn.parameter import Parameter
 
 
@@ -38,7 +39,8 @@ def init_config_name(init: Any, default: str) -> str:
 
 @register
 class Dense(Layer):
-    """``Dense(in_features, out_features, bias=True, init="glorot_uniform", l1=0, l2=0)``.
+    """``Dense(in_features, out_features, bias=True, init="glorot_uniform", l1=0, l2=0,
+    bias_l1=0, bias_l2=0)``.
 
     ``init`` is an initializer name (``dnn.init``) or a function ``shape -> array``. A
     custom function is not saved: the model file names the default ``"glorot_uniform"``
@@ -54,15 +56,22 @@ class Dense(Layer):
         init: str = "glorot_uniform",
         l1: float = 0.0,
         l2: float = 0.0,
+        bias_l1: float = 0.0,
+        bias_l2: float = 0.0,
     ) -> None:
         in_features, out_features = positive_ints("Dense", in_features=in_features,
                                                   out_features=out_features)
-        if l1 < 0 or l2 < 0:
-            raise ValueError(f"Dense: l1 and l2 must be >= 0, got l1={l1}, l2={l2}")
+        self.l1, self.l2, self.bias_l1, self.bias_l2 = check_penalties(
+            "Dense", l1=l1, l2=l2, bias_l1=bias_l1, bias_l2=bias_l2)
+        if not bias and (self.bias_l1 or self.bias_l2):
+            raise ValueError("Dense: bias_l1/bias_l2 need a bias; got bias=False with "
+                             f"bias_l1={bias_l1}, bias_l2={bias_l2}")
         self.in_features, self.out_features = in_features, out_features
-        self.use_bias, self.init, self.l1, self.l2 = bias, init, float(l1), float(l2)
-        self.weight = Parameter(initializers.get(init)((in_features, out_features)), "weight")
-        self.bias = Parameter(initializers.zeros((out_features,)), "bias") if bias else None
+        self.use_bias, self.init = bias, init
+        self.weight = Parameter(initializers.get(init)((in_features, out_features)), "weight",
+                                l1=self.l1, l2=self.l2)
+        self.bias = Parameter(initializers.zeros((out_features,)), "bias", l1=self.bias_l1,
+                              l2=self.bias_l2) if bias else None
         self.param_names = ("weight", "bias") if bias else ("weight",)
 
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
@@ -89,27 +98,11 @@ class Dense(Layer):
             self.bias.add_grad(xp.sum(grad_2d, axis=0))
         return grad @ self.weight.data.T if ctx.needs_input_grad else None
 
-    def regularization_loss(self) -> Any:
-        xp = backend.xp
-        penalty = 0.0
-        if self.l1:
-            penalty = penalty + self.l1 * xp.sum(xp.abs(self.weight.data))
-        if self.l2:
-            penalty = penalty + self.l2 * xp.sum(self.weight.data * self.weight.data)
-        return penalty
-
-    def regularization_grads(self) -> None:
-        xp = backend.xp
-        if self.weight.trainable and self.l1:
-            self.weight.add_grad(self.l1 * xp.sign(self.weight.data))
-        if self.weight.trainable and self.l2:
-            self.weight.add_grad((2.0 * self.l2) * self.weight.data)
-
     def get_config(self) -> dict[str, Any]:
         return {
             "in_features": self.in_features, "out_features": self.out_features,
             "bias": self.use_bias, "init": init_config_name(self.init, "glorot_uniform"),
-            "l1": self.l1, "l2": self.l2,
+            "l1": self.l1, "l2": self.l2, "bias_l1": self.bias_l1, "bias_l2": self.bias_l2,
         }
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -10,7 +10,8 @@ The input is a set of indices, not a quantity, so there is no input gradient:
 model, or sit where nothing before it needs a gradient). ``input_dtype = "int64"``
 declares that it reads integers: a Sequential whose first layer declares it keeps
 its data as integers. Each application keeps its flat index array on its context.
-The weight starts as N(0, 1), as in ``torch.nn.Embedding``.
+The weight starts as N(0, 1), as in ``torch.nn.Embedding``; ``l1``/``l2`` penalise it
+(Keras's ``embeddings_regularizer``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from dnn import backend
 from dnn.backend import ops, random
 from dnn.errors import ShapeError
-from dnn.layers.base import Context, Layer, positive_ints, register
+from dnn.layers.base import Context, Layer, check_penalties, positive_ints, register
 from dnn.parameter import Parameter
 
 
@@ -31,10 +32,12 @@ class Embedding(Layer):
     #: its data as integers
     input_dtype = "int64"
 
-    def __init__(self, num_embeddings: int, dim: int) -> None:
+    def __init__(self, num_embeddings: int, dim: int, l1: float = 0.0, l2: float = 0.0) -> None:
         num_embeddings, dim = positive_ints("Embedding", num_embeddings=num_embeddings, dim=dim)
+        self.l1, self.l2 = check_penalties("Embedding", l1=l1, l2=l2)
         self.num_embeddings, self.dim = num_embeddings, dim
-        self.weight = Parameter(random.normal((num_embeddings, dim), 0.0, 1.0), "weight")
+        self.weight = Parameter(random.normal((num_embeddings, dim), 0.0, 1.0), "weight",
+                                l1=self.l1, l2=self.l2)
 
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         xp = backend.xp
@@ -74,7 +77,7 @@ class Embedding(Layer):
         return None
 
     def get_config(self) -> dict[str, Any]:
-        return {"num_embeddings": self.num_embeddings, "dim": self.dim}
+        return {"num_embeddings": self.num_embeddings, "dim": self.dim, "l1": self.l1, "l2": self.l2}
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (*tuple(input_shape), self.dim)

@@ -20,7 +20,7 @@ from typing import Any
 from dnn import backend
 from dnn import init as initializers
 from dnn.errors import ShapeError
-from dnn.layers.base import Context, Layer, register
+from dnn.layers.base import Context, Layer, check_penalties, register
 from dnn.parameter import Parameter
 
 
@@ -28,7 +28,8 @@ from dnn.parameter import Parameter
 class LayerNorm(Layer):
     param_names = ("weight", "bias")
 
-    def __init__(self, normalized_shape: int | tuple[int, ...] | list[int], eps: float = 1e-5) -> None:
+    def __init__(self, normalized_shape: int | tuple[int, ...] | list[int], eps: float = 1e-5,
+                 l1: float = 0.0, l2: float = 0.0) -> None:
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         if not shape or any(not isinstance(d, int) or isinstance(d, bool) or d <= 0 for d in shape):
             raise ValueError(
@@ -38,7 +39,8 @@ class LayerNorm(Layer):
         if not eps > 0.0:
             raise ValueError(f"LayerNorm: eps must be > 0, got {eps!r}")
         self.normalized_shape, self.eps = shape, float(eps)
-        self.weight = Parameter(initializers.ones(shape), "weight")
+        self.l1, self.l2 = check_penalties("LayerNorm", l1=l1, l2=l2)  # on γ, as Keras's gamma_regularizer
+        self.weight = Parameter(initializers.ones(shape), "weight", l1=self.l1, l2=self.l2)
         self.bias = Parameter(initializers.zeros(shape), "bias")
 
     def _check(self, shape: tuple[int, ...]) -> None:
@@ -79,7 +81,8 @@ class LayerNorm(Layer):
         return inv_std * ((g_hat - mean_g) - x_hat * mean_gx)
 
     def get_config(self) -> dict[str, Any]:
-        return {"normalized_shape": list(self.normalized_shape), "eps": self.eps}
+        return {"normalized_shape": list(self.normalized_shape), "eps": self.eps,
+                "l1": self.l1, "l2": self.l2}
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         self._check(tuple(input_shape))
