@@ -99,13 +99,11 @@ def _save_model(model: Any, path: str) -> None:
             arrays.update({f"optimizer/{k}": _host(v) for k, v in state["arrays"].items()})
     meta["training"] = {"epoch": int(getattr(model, "epoch", 0) or 0)}
     rng = getattr(model, "rng_state", None) or random.get_state()
-    if "numpy" in rng:
-        meta["rng"] = {"kind": "numpy", "state": rng["numpy"]}
-    elif "torch" in rng:
+    if rng["kind"] == "torch":  # a byte string: an array, not JSON
         meta["rng"] = {"kind": "torch"}
-        arrays["rng/torch"] = np.asarray(rng["torch"], dtype=np.uint8)
+        arrays["rng/torch"] = np.asarray(rng["state"], dtype=np.uint8)
     else:
-        meta["rng"] = None  # cupy: its generator state cannot be read back
+        meta["rng"] = rng  # numpy: PCG64's state dict; counter: seed and counter
     write_archive(path, meta, arrays)
 
 
@@ -329,33 +327,26 @@ def _load_optimizer_state(ar: Archive, model: Any) -> None:
 
 
 def _read_rng(ar: Archive) -> dict[str, Any] | None:
-    """The saved generator state if it applies to the active backend (else None)."""
+    """The saved generator state, checked (``random.set_state`` applies it only to a
+    generator of the same kind, i.e. on a backend that draws the same way)."""
     rng = ar.meta.get("rng")
     if rng is None:
         return None
-    if not isinstance(rng, dict) or rng.get("kind") not in ("numpy", "torch"):
-        raise fail(ar.path, f"metadata 'rng' must be null or an object with kind 'numpy' or "
-                            f"'torch', got {rng!r:.80}")
+    kinds = tuple(random.GENERATOR_KINDS)
+    if not isinstance(rng, dict) or rng.get("kind") not in kinds:
+        raise fail(ar.path, f"metadata 'rng' must be null or an object with kind "
+                            f"{' or '.join(map(repr, kinds))}, got {rng!r:.80}")
     if rng["kind"] == "torch":
         arr = ar.array("rng/torch", dtype=np.uint8, label="torch generator state")
         if arr.ndim != 1:
             raise fail(ar.path, f"array 'rng/torch' must be 1-D, got shape {arr.shape}")
-        if backend.name != "torch":
-            return None
-        try:
-            backend.module.Generator().set_state(backend.module.from_numpy(arr.copy()))
-        except Exception as exc:
-            raise fail(ar.path, "the torch generator state is invalid "
-                                f"({type(exc).__name__}: {exc})") from exc
-        return {"torch": arr}
-    state = rng.get("state")
+        rng = {"kind": "torch", "state": arr}
     try:
-        if not isinstance(state, dict) or state.get("bit_generator") != "PCG64":
-            raise ValueError("expected a PCG64 state object")
-        np.random.PCG64().state = state
+        random.GENERATOR_KINDS[rng["kind"]].check_state(rng)
     except Exception as exc:
-        raise fail(ar.path, f"the numpy generator state is invalid ({type(exc).__name__}: {exc})") from exc
-    return {"numpy": state} if backend.name in ("numpy", "array_api_strict") else None
+        raise fail(ar.path, f"the {rng['kind']} generator state is invalid "
+                            f"({type(exc).__name__}: {exc})") from exc
+    return rng
 
 
 def _listing(names: Any, show: Any = str, limit: int = 8) -> str:
