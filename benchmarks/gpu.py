@@ -30,7 +30,9 @@ live bytes (``cupy.cuda.MemoryHook``; the pool's ``total_bytes`` and
 ``dnn.backend.memory_stats()`` are recorded too), torch through
 ``torch.cuda.max_memory_allocated`` after ``reset_peak_memory_stats``. On the CPU only dnn's
 NumPy allocations can be traced (``tracemalloc``, the step's increase); torch CPU has no peak
-counter, so the ratio is n/a there.
+counter, so the ratio is n/a there. The ratio compares each side's step memory, its peak
+minus its baseline (what was resident before the step: data sets, weights, optimizer state),
+so resident data that one side keeps and the other does not cannot decide it.
 
 TF32 is off on both sides so the comparison is float32 against float32: torch
 ``backends.cuda.matmul.allow_tf32`` and ``backends.cudnn.allow_tf32`` are set False; CuPy
@@ -379,8 +381,11 @@ def measure_memory(dev: Device, bench: Bench) -> None:
         d, t = _cupy_peak(dev, bench.dnn.step), _torch_cuda_peak(dev, bench.torch.step)
     else:
         d, t = _numpy_peak(bench.dnn.step), {}
-    bench.result["memory"] = {"dnn": d, "torch": t,
-                              "ratio": d["peak"] / t["peak"] if t.get("peak") else None}
+    # the step's own memory: peak minus what was resident before it (data sets, weights)
+    step = {side: m["peak"] - m.get("baseline", 0) for side, m in (("dnn", d), ("torch", t))
+            if m.get("peak") is not None}
+    bench.result["memory"] = {"dnn": d, "torch": t, "step": step,
+                              "ratio": step["dnn"] / step["torch"] if step.get("torch") else None}
 
 
 # ------------------------------------------------------------------------------ reporting
@@ -411,7 +416,7 @@ def markdown(benches: list[Bench], info: dict[str, Any], args: argparse.Namespac
                      f"{r['ratio']:.2f}x | <= {r['target']:.1f}x | {meets} |")
     lines += ["", "Peak memory of one training step (single batch, after a warm-up step):", "",
               "| benchmark | dnn baseline (MiB) | dnn peak (MiB) | torch baseline (MiB) | "
-              "torch peak (MiB) | dnn/torch peak |",
+              "torch peak (MiB) | dnn/torch (peak - baseline) |",
               "|---|---:|---:|---:|---:|---:|"]
     for b in benches:
         m = b.result.get("memory")

@@ -13,8 +13,11 @@
 #
 #        run(command="bash scripts/gpu_session.sh", carry=["out/gpu_carry"], timeout_s=600)
 #
-#    It runs the steps below in order of what they prove, each under its own time cap, and
-#    leaves its logs in $OUT (7 files; at most 8 come back): summary.txt, info.txt,
+#    It finishes in about 6 minutes (GPU_SESSION_BUDGET, default 360 s), most important
+#    first: setup and versions; the CuPy parity tests (layers, training steps, backend and
+#    RNG) with TF32 off; the GPU benchmark table; one CLI training run; NCCL; then the rest of
+#    the suite restricted to its cupy parametrisation. Each step runs under its own `timeout`
+#    and leaves its log in $OUT (at most 8 files come back): summary.txt, info.txt,
 #    parity.log, gpu_bench.md, gpu_bench.json, train_cnn.log, pytest_cupy.log.
 #    One step alone: `bash scripts/gpu_session.sh parity` (install|info|parity|bench|train|nccl|
 #    tests).
@@ -33,8 +36,12 @@ mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 export DNN_DATA_HOME=$ROOT/$CARRY/datasets
 START=$SECONDS
-#: the device call's limit is 600 s; leave a margin for the transfer of $OUT
-BUDGET=${GPU_SESSION_BUDGET:-570}
+#: about 6 minutes of the device call's 600 s, leaving time to rerun a step in the same session
+BUDGET=${GPU_SESSION_BUDGET:-360}
+
+#: the CPU-GPU parity files: layers, losses, optimizers, training steps, backend ops, the RNG
+PARITY_FILES="tests/test_layer_parity.py tests/test_train_parity.py tests/test_parity.py \
+tests/test_backend.py tests/test_random.py"
 
 log() { echo "[$(date -u +%H:%M:%S) +$((SECONDS - START))s] $*" | tee -a "$OUT/summary.txt"; }
 
@@ -102,22 +109,21 @@ parity() {
   # about missing backends other than cupy. NVIDIA_TF32_OVERRIDE=0 keeps cuBLAS/cuDNN from
   # using TF32 in float32 products (CuPy's default is already off; the tests fail if
   # CUPY_TF32=1). dnn's torch backend makes CPU tensors, so its cases run on the CPU here.
-  run_step parity 150 "$OUT/parity.log" env DNN_BACKEND=cupy NVIDIA_TF32_OVERRIDE=0 \
-    $PY -m pytest -q -rs -p no:cacheprovider tests/test_layer_parity.py tests/test_train_parity.py \
-    tests/test_parity.py
+  run_step parity 120 "$OUT/parity.log" env DNN_BACKEND=cupy NVIDIA_TF32_OVERRIDE=0 \
+    $PY -m pytest -q -rs -p no:cacheprovider $PARITY_FILES
 }
 
 bench() {
   # Proves (or disproves) issue #7's speed and memory targets: dnn on CuPy vs torch CUDA in one
   # process, alternating runs, medians of 5, synchronised; writes gpu_bench.md/.json to $OUT.
-  run_step bench 200 "$OUT/bench.log" $PY -m benchmarks.gpu --device cuda --out "$OUT"
+  run_step bench 100 "$OUT/bench.log" $PY -m benchmarks.gpu --device cuda --out "$OUT"
   rm -f "$OUT/bench.log"  # the tables are in gpu_bench.md; the progress lines in the reply
 }
 
 train() {
   # Proves: a real training run works end to end on the GPU through the CLI (data loading,
   # fit, evaluate) and how long one Fashion-MNIST CNN epoch takes, with its test accuracy.
-  run_step train 120 "$OUT/train_cnn.log" env DNN_BACKEND=cupy \
+  run_step train 60 "$OUT/train_cnn.log" env DNN_BACKEND=cupy \
     $PY -m dnn train fashion-mnist --model cnn --epochs 1 --data-home "$DNN_DATA_HOME"
 }
 
@@ -129,7 +135,7 @@ nccl() {
   if ! $PY -c "import mpi4py" 2>/dev/null; then
     log "nccl: skipped (no mpi4py on this image: pip install mpi4py mpich)"; return
   fi
-  run_step nccl 60 "$OUT/nccl.log" env DNN_BACKEND=cupy $PY -c "
+  run_step nccl 30 "$OUT/nccl.log" env DNN_BACKEND=cupy $PY -c "
 import cupy, dnn
 comm = dnn.distributed.init('nccl')
 a = cupy.arange(8, dtype=cupy.float32)
@@ -140,16 +146,19 @@ print('nccl ok:', comm, 'device', cupy.cuda.Device().id)
 }
 
 tests() {
-  # Proves: the whole fast test suite passes with CuPy as the session's default backend (every
-  # test that takes the backend fixtures also runs its cupy case). Last, since it is the
-  # longest: it gets what is left of the budget. With pytest-xdist (in the GPU image) it runs
-  # on GPU_TEST_WORKERS processes (default 8; 0 = one process; every test writes only under its
-  # tmp_path), and with pytest-timeout no single test may hang the step (120 s each).
+  # Proves: the rest of the fast suite passes on CuPy: every test parametrised over backends,
+  # restricted to its cupy case (-k cupy), the parity files excluded (step 2 ran them). Last,
+  # since it is the longest: it gets what is left of the budget. With pytest-xdist (in the GPU
+  # image) it runs on GPU_TEST_WORKERS processes (default 8; 0 = one process; every test writes
+  # only under its tmp_path), and with pytest-timeout no single test may hang the step (60 s).
   local par=() workers=${GPU_TEST_WORKERS:-8}
   if [ "$workers" != 0 ] && $PY -c "import xdist" 2>/dev/null; then par+=(-n "$workers"); fi
-  if $PY -c "import pytest_timeout" 2>/dev/null; then par+=(--timeout 120); fi
-  run_step tests 600 "$OUT/pytest_cupy.log" env DNN_BACKEND=cupy \
-    $PY -m pytest -q -m "not slow" -p no:cacheprovider --durations=15 "${par[@]}"
+  if $PY -c "import pytest_timeout" 2>/dev/null; then par+=(--timeout 60); fi
+  local skip=()
+  for f in $PARITY_FILES; do skip+=(--ignore "$f"); done
+  run_step tests 600 "$OUT/pytest_cupy.log" env DNN_BACKEND=cupy NVIDIA_TF32_OVERRIDE=0 \
+    $PY -m pytest -q -m "not slow" -k cupy -p no:cacheprovider --durations=15 "${skip[@]}" \
+    "${par[@]}"
 }
 
 case "${1:-all}" in

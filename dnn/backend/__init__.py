@@ -35,7 +35,7 @@ from dnn.errors import BackendError
 BACKENDS: dict[str, tuple[str, str]] = {
     "numpy": ("numpy", "pip install numpy"),
     "cupy": ("cupy", "pip install cupy-cuda12x (CUDA 12; cupy-cuda13x for CUDA 13), or from a "
-                     "dnn checkout: pip install -e \".[cupy]\""),
+                     "dnn checkout: pip install -e \".[cupy]\" (\".[cupy13]\" for CUDA 13)"),
     "torch": ("torch", "pip install torch (CPU-only build: pip install torch --index-url "
                        "https://download.pytorch.org/whl/cpu), or from a dnn checkout: "
                        "pip install -e \".[torch]\""),
