@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from dnn import backend
+from dnn.backend import deferred
 from dnn.data import ArrayDataset, DataLoader
 from dnn.data.loader import to_backend
 from dnn.training import (
@@ -164,8 +165,10 @@ class Feed:
 
     # ------------------------------------------------------------ checks
     def verify(self, steps: str) -> None:
-        """Raise if a streamed batch since the last call had bad labels or weights (one
-        device read; ``steps`` says which batches, for the message)."""
+        """Raise if a streamed batch since the last call had bad labels or weights, or a
+        layer's deferred check failed (one device read each; ``steps`` says which batches,
+        for the message)."""
+        deferred.raise_pending()
         if not self._flags:
             return
         kinds = list(self._flags)

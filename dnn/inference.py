@@ -151,6 +151,7 @@ class Inference:
             feed.close()
         if not parts[0]:
             raise ValueError("predict: the data gave no batches")
+        feed.verify("its batches")
         ys = [backend.xp.concat(p, axis=0) for p in parts]
         ys = [backend.to_numpy(v) for v in ys] if host else ys
         return ys if self._multi_out else ys[0]

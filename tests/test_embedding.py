@@ -152,3 +152,26 @@ def test_scatter_add_rows_trailing_dims(backend_name, num_rows, m, repeats):
     expected = np.zeros((num_rows, 2, 3), np.float32)
     np.add.at(expected, index, values)
     np.testing.assert_allclose(_np(out), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_an_id_check_on_a_device_array_is_deferred_to_the_loop(monkeypatch):
+    """What happens on a GPU (where a read would stall the device): the forward leaves a
+    device-side flag, and fit raises at its next verify point with the same message. On
+    NumPy, standing in for the device here, ``take`` accepts id -1 as CuPy's wraps any id."""
+    from dnn.backend import deferred
+
+    dnn.set_backend("numpy")
+    monkeypatch.setattr(deferred, "in_host_memory", lambda x: False)
+    emb = Embedding(5, 3)
+    emb.forward(_ids([[1, -1]]))  # no error yet: nothing was read
+    with pytest.raises(ValueError, match=r"Embedding: ids must be in \[0, 5\)"):
+        deferred.raise_pending()
+    deferred.raise_pending()  # the flag was read and cleared
+    model = dnn.Sequential([Embedding(5, 2), dnn.layers.Flatten(), dnn.layers.Dense(4, 2)])
+    model.compile("SoftmaxCrossEntropy", "sgd")
+    x = np.array([[0, 1], [2, 3], [4, -1]] * 4)
+    y = np.zeros(12, dtype=np.int64)
+    with pytest.raises(ValueError, match=r"ids must be in \[0, 5\)"):
+        model.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    with pytest.raises(ValueError, match=r"ids must be in \[0, 5\)"):
+        model.predict(x)

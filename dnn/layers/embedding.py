@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from dnn import backend
-from dnn.backend import ops, random
+from dnn.backend import deferred, ops, random
 from dnn.errors import ShapeError
 from dnn.layers.base import Context, Layer, check_penalties, positive_ints, register
 from dnn.parameter import Parameter
@@ -51,13 +51,11 @@ class Embedding(Layer):
         index = xp.reshape(x, (-1,))
         if index.dtype not in (xp.int32, xp.int64):  # uint8/int16 ids: not every take accepts them
             index = xp.astype(index, xp.int64)
-        # one reduction and one host read; indexing alone would wrap (CuPy) or accept -1 (NumPy)
-        if index.shape[0] and bool(xp.any((index < 0) | (index >= self.num_embeddings))):
-            low, high = int(xp.min(index)), int(xp.max(index))
-            raise ValueError(
-                f"{self.describe()}: ids must be in [0, {self.num_embeddings}), "
-                f"got ids from {low} to {high}"
-            )
+        # indexing alone would wrap (CuPy) or accept -1 (NumPy); on a GPU the check leaves a
+        # device-side flag that the training loop reads with its others (no sync per step)
+        deferred.check((index < 0) | (index >= self.num_embeddings),
+                       f"{self.describe()}: ids must be in [0, {self.num_embeddings})",
+                       lambda: f", got ids from {int(xp.min(index))} to {int(xp.max(index))}")
         ctx.index, ctx.in_shape = index, tuple(x.shape)
         rows = xp.take(self.weight.data, index, axis=0)
         return xp.reshape(rows, (*tuple(x.shape), self.dim))
