@@ -8,6 +8,7 @@ and backward pass, written once against the array namespace ``dnn.backend.xp``
 from dnn import backend, callbacks, data, datasets, distributed, init, layers, losses, metrics, optim
 from dnn.backend import set_backend, set_default_dtype, synchronize, to_device, to_numpy
 from dnn.backend.random import manual_seed
+from dnn.backend.threads import num_threads, set_num_threads
 from dnn.errors import BackendError, SerializationError, ShapeError
 from dnn.gradcheck import gradcheck
 from dnn.graph import Input
@@ -39,9 +40,11 @@ __all__ = [
     "losses",
     "manual_seed",
     "metrics",
+    "num_threads",
     "optim",
     "set_backend",
     "set_default_dtype",
+    "set_num_threads",
     "synchronize",
     "to_device",
     "to_numpy",

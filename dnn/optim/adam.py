@@ -55,14 +55,15 @@ class Adam(Optimizer):
     def _adam_step(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
         # The same operations, in the same order, as the formula in the module
         # docstring, done in place chunk by chunk with one scratch array: no
-        # temporaries, 12 passes over cache-resident memory per chunk.
+        # temporaries, 12 passes over cache-resident memory per chunk, the chunks
+        # shared out over the cores (Optimizer._for_chunks).
         beta1, beta2 = self.betas
         t = self.iterations
         step_size = self.lr / (1.0 - beta1**t)
         inv_bias2 = 1.0 / math.sqrt(1.0 - beta2**t)
         into = ops.elementwise_into
-        for p, g, m, v, tmp in self._chunks(state, param, grad, state["exp_avg"],
-                                             state["exp_avg_sq"]):
+
+        def update(p: Any, g: Any, m: Any, v: Any, tmp: Any) -> None:
             m *= beta1                                  # m ← β₁·m + (1 − β₁)·g
             into("multiply", g, 1.0 - beta1, out=tmp)
             m += tmp
@@ -76,6 +77,8 @@ class Adam(Optimizer):
             into("divide", m, tmp, out=tmp)             # θ ← θ − lr/(1 − β₁ᵗ) · m / d
             tmp *= step_size
             p -= tmp
+
+        self._for_chunks(state, update, param, grad, state["exp_avg"], state["exp_avg_sq"])
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "betas": list(self.betas), "eps": self.eps}

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from dnn import backend
-from dnn.backend import ops
+from dnn.backend import ops, threads
 from dnn.parameter import FlatGroup, Parameter, flat_groups
 from dnn.registry import Registry
 
@@ -314,23 +314,31 @@ class Optimizer:
                 del self._states[id(old_group)]
 
     @staticmethod
-    def _chunks(state: dict[str, Any], *flats: Any) -> Any:
-        """Yield ``(*chunk_of_each_flat, scratch)``: matching slices of the flat arrays
-        and a scratch array of the same length, for in-place updates with no
-        temporaries (:func:`dnn.backend.ops.elementwise_into`). On the CPU the chunk
-        is a cache-sized piece of the buffer, so the scratch stays small and hot;
-        on a GPU it is the whole buffer."""
+    def _for_chunks(state: dict[str, Any], update: Callable[..., None], *flats: Any) -> None:
+        """``update(*chunks, scratch)`` over matching slices of the flat arrays, each with a
+        scratch array of its length, for in-place updates with no temporaries
+        (:func:`dnn.backend.ops.elementwise_into`). On the CPU a slice is a cache-sized
+        chunk of the buffer (so the scratch stays small and hot) and the chunks are shared
+        out over the elementwise threads (:mod:`dnn.backend.threads`), each taking a
+        contiguous run of them with a scratch row of its own; on a GPU it is the whole
+        buffer."""
         n = flats[0].shape[0]
         size = min(n, ops.scratch_elements())
+        starts = list(range(0, n, size))
+        workers = min(threads.num_threads(), len(starts))
         scratch = state.get("_scratch")
-        if scratch is None or scratch.shape[0] != size or scratch.dtype != flats[0].dtype:
-            scratch = state["_scratch"] = backend.xp.empty((size,), dtype=flats[0].dtype)
-        if size == n:
-            yield (*flats, scratch)
-            return
-        for start in range(0, n, size):
-            stop = min(start + size, n)
-            yield (*(f[start:stop] for f in flats), scratch[: stop - start])
+        if scratch is None or tuple(scratch.shape) != (workers, size) or \
+                scratch.dtype != flats[0].dtype:
+            scratch = state["_scratch"] = backend.xp.empty((workers, size), dtype=flats[0].dtype)
+
+        def run(worker: int) -> None:
+            tmp = scratch[worker, :]
+            for start in starts[worker * len(starts) // workers:
+                                (worker + 1) * len(starts) // workers]:
+                stop = min(start + size, n)
+                update(*(f[start:stop] for f in flats), tmp[: stop - start])
+
+        threads.run([functools.partial(run, w) for w in range(workers)])
 
     def _clip(self, grads: list[Any]) -> None:
         xp = backend.xp

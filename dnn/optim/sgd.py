@@ -36,8 +36,9 @@ class SGD(Optimizer):
         into = ops.elementwise_into
         first = self.iterations == 1
         flats = (param, grad, state["momentum_buffer"]) if self.momentum else (param, grad)
-        # in place, chunk by chunk, with one scratch array (see Optimizer._chunks)
-        for p, g, *rest in self._chunks(state, *flats):
+        # in place, chunk by chunk, with one scratch array (see Optimizer._for_chunks)
+
+        def update(p: Any, g: Any, *rest: Any) -> None:
             tmp = rest[-1]
             if self.momentum:
                 buf = rest[0]
@@ -55,6 +56,8 @@ class SGD(Optimizer):
                     g = buf
             into("multiply", g, self.lr, out=tmp)       # θ ← θ − lr·g
             p -= tmp
+
+        self._for_chunks(state, update, *flats)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum": self.momentum, "nesterov": self.nesterov,
