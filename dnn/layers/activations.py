@@ -2,18 +2,28 @@
 
 Every class states y = f(x) and dL/dx in terms of g = dL/dy. Each application
 keeps one array of the input's size on its context (x or y, whichever the
-derivative needs; GELU keeps x and t).
+derivative needs; GELU, SiLU and Mish keep x and one more).
+
+PyTorch oracles: ``nn.ReLU``, ``nn.LeakyReLU(alpha)``, ``nn.ELU(alpha)``,
+``nn.GELU(approximate="tanh" | "none")``, ``nn.SiLU``, ``nn.Mish``,
+``nn.PReLU(num_parameters, init)`` (its ``weight`` is ours), ``nn.Sigmoid``,
+``nn.Tanh``, ``nn.Softmax(dim)``, ``nn.LogSoftmax(dim)``, ``nn.Softplus``
+(beta=1; ours has no threshold), ``nn.Identity``.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from typing import Any
 
 from dnn import backend
-from dnn.backend import windows
-from dnn.layers.base import REGISTRY, Context, Layer, register
+from dnn import init as initializers
+from dnn.backend import ops, windows
+from dnn.errors import ShapeError
+from dnn.layers.base import REGISTRY, Context, Layer, check_penalties, positive_ints, register
+from dnn.parameter import Parameter
 
 
 @register
@@ -67,24 +77,142 @@ class ELU(Layer):
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2 = 1.0 / math.sqrt(2.0)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 @register
 class GELU(Layer):
-    """Tanh approximation: y = ½·x·(1 + t), t = tanh(c·(x + 0.044715·x³)), c = √(2/π).
-
+    """``GELU(approximate="tanh")``, the tanh approximation (the default):
+    y = ½·x·(1 + t), t = tanh(c·(x + 0.044715·x³)), c = √(2/π);
     dL/dx = g·(½·(1 + t) + ½·x·(1 − t²)·c·(1 + 3·0.044715·x²)).
+
+    ``GELU(approximate="none")``, the exact function: y = x·Φ(x) with the normal CDF
+    Φ(x) = ½·(1 + erf(x/√2)) (:func:`dnn.backend.ops.erf`);
+    dL/dx = g·(Φ(x) + x·φ(x)),  φ(x) = e^{−x²/2}/√(2π).
     """
 
+    def __init__(self, approximate: str = "tanh") -> None:
+        if approximate not in ("tanh", "none"):
+            raise ValueError(f"GELU: approximate must be 'tanh' or 'none', got {approximate!r}")
+        self.approximate = approximate
+
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
+        ctx.x = x
+        if self.approximate == "none":
+            ctx.cdf = cdf = 0.5 * (1.0 + ops.erf(_INV_SQRT_2 * x))
+            return x * cdf
         t = backend.xp.tanh(_GELU_C * (x + 0.044715 * x * x * x))
-        ctx.x, ctx.t = x, t
+        ctx.t = t
         return 0.5 * x * (1.0 + t)
 
     def backward_with(self, ctx: Context, grad: Any) -> Any:
-        x, t = ctx.x, ctx.t
+        x = ctx.x
+        if self.approximate == "none":
+            pdf = _INV_SQRT_2PI * backend.xp.exp(-0.5 * x * x)
+            return grad * (ctx.cdf + x * pdf)
+        t = ctx.t
         dt = (1.0 - t * t) * (_GELU_C * (1.0 + 3 * 0.044715 * x * x))
         return grad * (0.5 * (1.0 + t) + 0.5 * x * dt)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"approximate": self.approximate}
+
+
+@register
+class SiLU(Layer):
+    """SiLU / swish (Hendrycks & Gimpel 2016; Ramachandran et al. 2017): y = x·s,
+    s = σ(x) = ½·(1 + tanh(x/2));  dL/dx = g·s·(1 + x·(1 − s))."""
+
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
+        s = 0.5 * (backend.xp.tanh(0.5 * x) + 1.0)
+        ctx.x, ctx.s = x, s
+        return x * s
+
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        x, s = ctx.x, ctx.s
+        return grad * (s * (1.0 + x * (1.0 - s)))
+
+
+@register
+class Mish(Layer):
+    """Mish (Misra 2019): y = x·t,  t = tanh(softplus(x)), with the stable
+    softplus(x) = max(x, 0) + log1p(e^−|x|) (no overflow for large |x|);
+    dL/dx = g·(t + x·(1 − t²)·σ(x)),  σ(x) = ½·(1 + tanh(x/2)) = d softplus/dx."""
+
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
+        xp = backend.xp
+        t = xp.tanh(xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x))))
+        ctx.x, ctx.t = x, t
+        return x * t
+
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        x, t = ctx.x, ctx.t
+        sigmoid = 0.5 * (backend.xp.tanh(0.5 * x) + 1.0)
+        return grad * (t + x * (1.0 - t * t) * sigmoid)
+
+
+@register
+class PReLU(Layer):
+    """Parametric ReLU (He et al. 2015): y = x if x > 0 else a·x, with a learned slope
+    ``weight`` a of shape (num_parameters,): one shared by every element
+    (``num_parameters=1``) or one per channel on axis 1 (input (N, C, ...), C =
+    num_parameters), initialised to ``init``, as ``torch.nn.PReLU``.
+
+    dL/dx = g if x > 0 else a·g;   dL/da_c = Σ over everything but the channel of
+    g·min(x, 0).  ``l1``/``l2`` penalise a (Keras's ``alpha_regularizer``; 0 by
+    default: He et al. train a without weight decay).
+    """
+
+    param_names = ("weight",)
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, l1: float = 0.0,
+                 l2: float = 0.0) -> None:
+        (self.num_parameters,) = positive_ints("PReLU", num_parameters=num_parameters)
+        if isinstance(init, bool) or not isinstance(init, numbers.Real) or not math.isfinite(init):
+            raise ValueError(f"PReLU: init must be a finite number, got {init!r}")
+        self.init = float(init)
+        self.l1, self.l2 = check_penalties("PReLU", l1=l1, l2=l2)
+        slopes = initializers.ones((self.num_parameters,)) * self.init
+        self.weight = Parameter(slopes, "weight", l1=self.l1, l2=self.l2)
+
+    def _slope(self, x: Any) -> Any:
+        """a broadcast against x: shared, or (C, 1, ..., 1) for the channel axis 1."""
+        if self.num_parameters == 1:
+            return self.weight.data
+        if x.ndim < 2 or x.shape[1] != self.num_parameters:
+            raise ShapeError(f"{self.describe()}: expected input of shape (batch, "
+                             f"{self.num_parameters}, ...) (one slope per channel on axis 1), "
+                             f"got {tuple(x.shape)}")
+        return backend.xp.reshape(self.weight.data, (self.num_parameters,) + (1,) * (x.ndim - 2))
+
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
+        xp = backend.xp
+        ctx.x = x
+        return xp.where(x > 0, x, self._slope(x) * x)
+
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        xp = backend.xp
+        x = ctx.x
+        if self.weight.trainable:
+            dslope = grad * xp.minimum(x, 0.0)
+            if self.num_parameters == 1:
+                self.weight.add_grad(xp.reshape(xp.sum(dslope), (1,)))
+            else:
+                self.weight.add_grad(xp.sum(dslope, axis=(0, *range(2, x.ndim))))
+        if not ctx.needs_input_grad:
+            return None
+        return xp.where(x > 0, grad, self._slope(x) * grad)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"num_parameters": self.num_parameters, "init": self.init,
+                "l1": self.l1, "l2": self.l2}
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        if self.num_parameters > 1 and (len(input_shape) < 2 or input_shape[1] != self.num_parameters):
+            raise ShapeError(f"{self.describe()}: expected input of shape (batch, "
+                             f"{self.num_parameters}, ...), got {tuple(input_shape)}")
+        return tuple(input_shape)
 
 
 @register
@@ -225,6 +353,7 @@ ACTIVATIONS: dict[str, type[Layer]] = {
     "relu": ReLU, "leaky_relu": LeakyReLU, "elu": ELU, "gelu": GELU,
     "sigmoid": Sigmoid, "tanh": Tanh, "softmax": Softmax, "log_softmax": LogSoftmax,
     "softplus": Softplus, "identity": Identity, "linear": Identity,
+    "silu": SiLU, "swish": SiLU, "mish": Mish, "prelu": PReLU,
 }
 
 

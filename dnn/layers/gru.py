@@ -39,8 +39,9 @@ class GRU(Recurrent):
     param_names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
     gates = 3
 
-    def __init__(self, input_size: int, hidden_size: int, return_sequences: bool = False) -> None:
-        super().__init__(input_size, hidden_size, return_sequences)
+    def __init__(self, input_size: int, hidden_size: int, return_sequences: bool = False,
+                 l1: float = 0.0, l2: float = 0.0) -> None:
+        super().__init__(input_size, hidden_size, return_sequences, l1=l1, l2=l2)
         self.bias_ih = Parameter(initializers.zeros((3 * hidden_size,)), "bias_ih")
         self.bias_hh = Parameter(initializers.zeros((3 * hidden_size,)), "bias_hh")
 

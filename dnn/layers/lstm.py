@@ -49,8 +49,8 @@ class LSTM(Recurrent):
     state_size = 2
 
     def __init__(self, input_size: int, hidden_size: int, return_sequences: bool = False,
-                 unit_forget_bias: bool = True) -> None:
-        super().__init__(input_size, hidden_size, return_sequences)
+                 unit_forget_bias: bool = True, l1: float = 0.0, l2: float = 0.0) -> None:
+        super().__init__(input_size, hidden_size, return_sequences, l1=l1, l2=l2)
         self.unit_forget_bias = bool(unit_forget_bias)
         xp = backend.xp
         h = hidden_size

@@ -26,6 +26,11 @@ was returned. An initial state (h0, or (h0, c0) for LSTM) may be passed to
 gradient with respect to the initial state is in ``layer.grad_initial_state``
 (same structure as the state: an array, or a tuple (dh0, dc0) for LSTM); it is
 also left on the call's context as ``ctx.grad_initial_state``.
+
+Penalties: ``l1``/``l2`` add l1·(Σ|W_ih| + Σ|W_hh|) + l2·(Σ W_ih² + Σ W_hh²) to the
+loss (Keras's ``kernel_regularizer`` and ``recurrent_regularizer`` with one
+coefficient pair; biases are not penalised), through the parameters' own
+coefficients (:mod:`dnn.parameter`).
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ from typing import Any
 from dnn import backend
 from dnn import init as initializers
 from dnn.errors import ShapeError
-from dnn.layers.base import Context, Layer, positive_ints
+from dnn.layers.base import Context, Layer, check_penalties, positive_ints
 from dnn.parameter import Parameter
 
 
@@ -50,7 +55,8 @@ class Recurrent(Layer):
     gates: int = 1
     state_size: int = 1
 
-    def __init__(self, input_size: int, hidden_size: int, return_sequences: bool = False) -> None:
+    def __init__(self, input_size: int, hidden_size: int, return_sequences: bool = False,
+                 l1: float = 0.0, l2: float = 0.0) -> None:
         name = type(self).__name__
         input_size, hidden_size = positive_ints(name, input_size=input_size,
                                                 hidden_size=hidden_size)
@@ -58,9 +64,11 @@ class Recurrent(Layer):
             raise ValueError(f"{name}: return_sequences must be a bool, got {return_sequences!r}")
         self.input_size, self.hidden_size = input_size, hidden_size
         self.return_sequences = return_sequences
+        self.l1, self.l2 = check_penalties(name, l1=l1, l2=l2)
         width = self.gates * hidden_size
-        self.weight_ih = Parameter(initializers.glorot_uniform((input_size, width)), "weight_ih")
-        self.weight_hh = Parameter(self._orthogonal_recurrent(), "weight_hh")
+        self.weight_ih = Parameter(initializers.glorot_uniform((input_size, width)), "weight_ih",
+                                   l1=self.l1, l2=self.l2)
+        self.weight_hh = Parameter(self._orthogonal_recurrent(), "weight_hh", l1=self.l1, l2=self.l2)
         #: gradient of the loss w.r.t. the initial state, set by ``backward``
         self.grad_initial_state: Any = None
 
@@ -169,7 +177,7 @@ class Recurrent(Layer):
     # ----------------------------------------------------------------- description
     def get_config(self) -> dict[str, Any]:
         return {"input_size": self.input_size, "hidden_size": self.hidden_size,
-                "return_sequences": self.return_sequences}
+                "return_sequences": self.return_sequences, "l1": self.l1, "l2": self.l2}
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3 or input_shape[2] != self.input_size:

@@ -31,8 +31,9 @@ class RNN(Recurrent):
     param_names = ("weight_ih", "weight_hh", "bias")
     gates = 1
 
-    def __init__(self, input_size: int, hidden_size: int, return_sequences: bool = False) -> None:
-        super().__init__(input_size, hidden_size, return_sequences)
+    def __init__(self, input_size: int, hidden_size: int, return_sequences: bool = False,
+                 l1: float = 0.0, l2: float = 0.0) -> None:
+        super().__init__(input_size, hidden_size, return_sequences, l1=l1, l2=l2)
         self.bias = Parameter(initializers.zeros((hidden_size,)), "bias")
 
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False,
