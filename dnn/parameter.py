@@ -166,7 +166,7 @@ def add_penalty_grads(params: list[Parameter]) -> None:
     """Add d(penalty)/dw = l1·sign(w) + 2·l2·w to each trainable penalised parameter, once."""
     for p in {id(p): p for p in params}.values():
         if p.trainable and p.l1:
-            p.add_grad(p.l1 * backend.xp.sign(p.data))
+            p.add_grad(p.l1 * ops.sign(p.data))
         if p.trainable and p.l2:
             p.add_grad((2.0 * p.l2) * p.data)
 

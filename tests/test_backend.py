@@ -270,3 +270,20 @@ def test_python_floats_take_the_default_dtype(backend_name, spec):
     assert dnn.to_device([1, 2]).dtype == backend.xp.int64
     assert dnn.to_device([True, False]).dtype == backend.xp.bool
     np.testing.assert_allclose(dnn.to_numpy(dnn.to_device([0.25, 0.5])), [0.25, 0.5])
+
+
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
+def test_clip_and_sign_match_the_portable_functions(backend_name, dtype_name):
+    """ops.clip/ops.sign call the library's own functions; they must equal the standard's."""
+    from dnn.backend import ops
+
+    xp = backend.xp
+    values = np.array([-3.0, -1e-9, -0.0, 0.0, 1e-9, 0.25, 0.5, 2.0, 7.5])
+    x = backend.asarray(values, dtype=getattr(xp, dtype_name))
+    clipped = ops.clip(x, -1e-7, 0.5)
+    assert clipped.dtype == x.dtype
+    np.testing.assert_array_equal(backend.to_numpy(clipped),
+                                  backend.to_numpy(xp.clip(x, -1e-7, 0.5)))
+    signs = ops.sign(x)
+    assert signs.dtype == x.dtype
+    np.testing.assert_array_equal(backend.to_numpy(signs), backend.to_numpy(xp.sign(x)))

@@ -344,7 +344,7 @@ class Optimizer:
         xp = backend.xp
         if self.clipvalue is not None:
             for g in grads:
-                g[...] = xp.clip(g, -self.clipvalue, self.clipvalue)
+                g[...] = ops.clip(g, -self.clipvalue, self.clipvalue)
         if self.clipnorm is not None:  # global norm over all parameters, as torch's clip_grad_norm_
             norm = xp.sqrt(sum(xp.sum(g * g) for g in grads))
             scale = xp.minimum(self.clipnorm / (norm + 1e-6), 1.0)
