@@ -49,7 +49,6 @@ import numpy as np
 import dnn
 from benchmarks.common import RESULTS, fmt_bytes, layer_available, markdown_table
 from dnn import backend
-from dnn.backend import ops
 
 RATIO = 1.05
 SLACK = 4096  # bytes of Python objects (tuples, dicts, Parameter instances)
@@ -144,8 +143,11 @@ CASES: dict[str, tuple[str, Callable[[], Any], tuple[int, ...], int]] = {
 
 
 def _adam_theory(param_bytes: int, itemsize: int = 4) -> int:
+    """m and v, and one scratch chunk per elementwise thread that has chunks to update."""
     elements = param_bytes // itemsize
-    return 2 * param_bytes + min(elements, ops.scratch_elements()) * itemsize
+    chunk = min(elements, backend.library.scratch_elements())
+    workers = min(dnn.num_threads(), -(-elements // chunk))
+    return 2 * param_bytes + workers * chunk * itemsize
 
 
 def _row(what: str, measured: int, theory: int) -> dict[str, Any]:

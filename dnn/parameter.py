@@ -33,7 +33,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from dnn import backend
-from dnn.backend import ops
 
 #: number of the backward pass running now (0: none has run yet)
 _pass = 0
@@ -106,7 +105,7 @@ class Parameter:
         if not self.trainable:
             return
         if self._pass != _pass and self.group is not None:
-            ops.matmul_into(a, b, out=self._grad)
+            backend.library.matmul_into(a, b, out=self._grad)
             self._pass = _pass
         else:
             self.add_grad(a @ b)
@@ -166,7 +165,7 @@ def add_penalty_grads(params: list[Parameter]) -> None:
     """Add d(penalty)/dw = l1·sign(w) + 2·l2·w to each trainable penalised parameter, once."""
     for p in {id(p): p for p in params}.values():
         if p.trainable and p.l1:
-            p.add_grad(p.l1 * ops.sign(p.data))
+            p.add_grad(p.l1 * backend.library.sign(p.data))
         if p.trainable and p.l2:
             p.add_grad((2.0 * p.l2) * p.data)
 

@@ -1,4 +1,4 @@
-"""Embedding and ops.scatter_add_rows: gradients (repeated ids), torch parity, errors, training."""
+"""Embedding and the scatter-add of rows: gradients (repeated ids), torch parity, errors, training."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 
 import dnn
 from dnn import backend
-from dnn.backend import ops
 from dnn.errors import ShapeError
 from dnn.gradcheck import gradcheck
 from dnn.layers import Dense, Embedding
@@ -26,7 +25,7 @@ def test_scatter_add_rows_matches_add_at(backend_name):
     index = rng.integers(0, 9, 40)
     index[:5] = 3  # certainly repeated
     values = rng.standard_normal((40, 6)).astype(np.float32)
-    out = ops.scatter_add_rows(9, _ids(index), backend.asarray(values))
+    out = backend.library.scatter_add_rows(9, _ids(index), backend.asarray(values))
     expected = np.zeros((9, 6), np.float32)
     np.add.at(expected, index, values)
     assert tuple(out.shape) == (9, 6)
@@ -38,7 +37,7 @@ def test_scatter_add_rows_matches_add_at(backend_name):
 
 def test_scatter_add_rows_empty_index(backend_name):
     values = backend.asarray(np.zeros((0, 4), np.float32))
-    out = ops.scatter_add_rows(5, _ids(np.zeros((0,), np.int64)), values)
+    out = backend.library.scatter_add_rows(5, _ids(np.zeros((0,), np.int64)), values)
     np.testing.assert_array_equal(_np(out), np.zeros((5, 4), np.float32))
 
 
@@ -148,7 +147,7 @@ def test_scatter_add_rows_trailing_dims(backend_name, num_rows, m, repeats):
     rng = np.random.default_rng(4)
     index = rng.integers(0, num_rows, m) if repeats else rng.permutation(num_rows)[:m]
     values = rng.standard_normal((m, 2, 3)).astype(np.float32)
-    out = ops.scatter_add_rows(num_rows, _ids(index), backend.asarray(values))
+    out = backend.library.scatter_add_rows(num_rows, _ids(index), backend.asarray(values))
     expected = np.zeros((num_rows, 2, 3), np.float32)
     np.add.at(expected, index, values)
     np.testing.assert_allclose(_np(out), expected, rtol=1e-5, atol=1e-5)
@@ -161,7 +160,7 @@ def test_an_id_check_on_a_device_array_is_deferred_to_the_loop(monkeypatch):
     from dnn.backend import deferred
 
     dnn.set_backend("numpy")
-    monkeypatch.setattr(deferred, "in_host_memory", lambda x: False)
+    monkeypatch.setattr(backend.library, "in_host_memory", lambda x: False)
     emb = Embedding(5, 3)
     emb.forward(_ids([[1, -1]]))  # no error yet: nothing was read
     with pytest.raises(ValueError, match=r"Embedding: ids must be in \[0, 5\)"):

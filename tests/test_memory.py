@@ -103,7 +103,7 @@ def test_training_step_peak_within_theory(measurable):
     memory.measure_training_step()  # warm-up run: the measured one starts from a steady state
     step = memory.measure_training_step()
     if measurable == "array_api_strict":
-        # the portable path of ops.elementwise_into (out[...] = a * b) makes a temporary
+        # the portable path of backend.library.elementwise_into (out[...] = a * b) makes a temporary
         # per operation, and the strict wrappers copy the batch: allow 15%
         assert 0.5 < step["ratio"] <= 1.15, step
         return

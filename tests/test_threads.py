@@ -14,7 +14,7 @@ import pytest
 
 import dnn
 from dnn import backend
-from dnn.backend import ops, threads
+from dnn.backend import threads
 from dnn.parameter import Parameter
 
 
@@ -28,7 +28,7 @@ def _restore_threads():
 def _train(name: str, kwargs: dict, n_threads: int, steps: int = 4) -> np.ndarray:
     threads.set_num_threads(n_threads)
     rng = np.random.default_rng(0)
-    size = 3 * ops.scratch_elements() + 123  # several chunks and a ragged last one
+    size = 3 * backend.library.scratch_elements() + 123  # several chunks and a ragged last one
     param = Parameter(backend.asarray(rng.standard_normal(size)), "w")
     opt = getattr(dnn.optim, name)(**kwargs)
     for step in range(steps):

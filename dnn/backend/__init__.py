@@ -2,9 +2,11 @@
 
 Everything else in ``dnn`` reads the active namespace as ``backend.xp`` (an
 ``array_api_compat``-wrapped module written against the Array API standard)
-and calls the small helpers below for what the standard lacks: random
-numbers (:mod:`dnn.backend.random`), sliding windows and scatter-add
-(:mod:`dnn.backend.ops`), device transfer and synchronisation.
+and asks :data:`library`, the active library's object
+(:class:`~dnn.backend.library.ArrayLibrary` and its NumPy, CuPy and torch
+subclasses), for what the standard lacks: random generators, in-place
+arithmetic, clip/sign/erf, scatter-add, device transfer and synchronisation.
+Sliding windows live in :mod:`dnn.backend.windows`.
 
 The backend is chosen by ``DNN_BACKEND`` at import time (``numpy`` by default)
 and can be switched with :func:`set_backend` before models are built. A
@@ -42,11 +44,19 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "array_api_strict": ("array_api_strict", "pip install array-api-strict, or from a dnn "
                                              "checkout: pip install -e \".[strict]\""),
 }
+#: backend name -> "module:class" of its library object (dnn.backend.library.ArrayLibrary)
+LIBRARIES: dict[str, str] = {
+    "numpy": "dnn.backend.numpy_library:NumpyLibrary",
+    "cupy": "dnn.backend.cupy_library:CupyLibrary",
+    "torch": "dnn.backend.torch_library:TorchLibrary",
+    "array_api_strict": "dnn.backend.library:ArrayLibrary",
+}
 
-#: the active backend's name, its raw module and its Array API namespace
+#: the active backend's name, its raw module, its Array API namespace and its library object
 name: str = "numpy"
 module: ModuleType = np
 xp: Any = None
+library: Any = None
 #: why the DNN_BACKEND asked for at import could not be used (None when it was, or when
 #: set_backend has chosen a backend since)
 fallback: str | None = None
@@ -85,15 +95,6 @@ def _normalise(backend: str) -> str:
     return backend
 
 
-def _no_gpu(mod: ModuleType, exc: BaseException | None) -> str:
-    cause = f" ({type(exc).__name__}: {exc})" if exc is not None else " (0 devices)"
-    return (f"CuPy {getattr(mod, '__version__', '')} is installed, but no usable CUDA GPU/driver "
-            f"was found{cause}. Reinstalling CuPy will not help: check that `nvidia-smi` lists a "
-            "GPU, that the NVIDIA driver is loaded, and that the CuPy wheel matches the driver's "
-            "CUDA version (cupy-cuda12x for CUDA 12, cupy-cuda13x for CUDA 13); or use another "
-            "backend (numpy, torch)")
-
-
 def _load(backend: str) -> ModuleType:
     """Import ``backend``'s library and check it can run here; BackendError says why not."""
     mod_name, install = BACKENDS[backend]
@@ -114,13 +115,7 @@ def _load(backend: str) -> ModuleType:
             f"backend {backend!r} is installed but importing {mod_name} failed "
             f"({type(exc).__name__}: {exc}); repair or reinstall it: {install}"
         ) from exc
-    if backend == "cupy":
-        try:
-            count = mod.cuda.runtime.getDeviceCount()
-        except Exception as exc:  # CUDA driver/runtime errors: installed, but no GPU here
-            raise BackendError(f"backend 'cupy' cannot be used: {_no_gpu(mod, exc)}") from exc
-        if not count:
-            raise BackendError(f"backend 'cupy' cannot be used: {_no_gpu(mod, None)}")
+    _library_class(backend).check_usable(mod)
     return mod
 
 
@@ -138,14 +133,6 @@ def status(backend: str) -> BackendStatus:
     return BackendStatus(backend, True, True, f"{mod_name} {version}" if version else None, None)
 
 
-def _compat_namespace(backend: str, mod: ModuleType) -> Any:
-    if backend == "array_api_strict":
-        return mod  # already the standard, nothing to wrap
-    import array_api_compat
-
-    return array_api_compat.array_namespace(mod.asarray([0.0]))
-
-
 def set_backend(backend: str) -> None:
     """Switch the array library, e.g. ``set_backend("cupy")``.
 
@@ -155,14 +142,22 @@ def set_backend(backend: str) -> None:
     Build models after switching: parameters live on the backend they were
     created on.
     """
-    global name, module, xp, fallback
+    global name, module, xp, fallback, library
     backend = _normalise(backend)
     mod = _load(backend)
-    name, module, xp = backend, mod, _compat_namespace(backend, mod)
+    cls = _library_class(backend)
+    namespace = cls.namespace(mod)
+    name, module, xp, library = backend, mod, namespace, cls(mod, namespace)
     fallback = None
     from dnn.backend import random as _random
 
     _random.reset()
+
+
+def _library_class(backend: str) -> type:
+    """The :class:`~dnn.backend.library.ArrayLibrary` subclass of ``backend``."""
+    module_name, class_name = LIBRARIES[backend].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def set_default_dtype(dtype: Any) -> None:
@@ -194,11 +189,7 @@ def asarray(x: Any, dtype: Any = None) -> Any:
             pass
     if dtype is None and isinstance(x, np.ndarray) and x.dtype.kind == "f":
         dtype = default_dtype()
-    if name == "torch" and isinstance(x, np.ndarray):
-        x = np.asarray(x, order="C")  # ascontiguousarray would make 0-d arrays 1-d
-    if name == "array_api_strict" and isinstance(x, np.ndarray):
-        x = x.tolist() if x.ndim == 0 else x
-    return xp.asarray(x, dtype=dtype)
+    return library.asarray(x, dtype)
 
 
 to_device = asarray
@@ -206,57 +197,27 @@ to_device = asarray
 
 def to_numpy(x: Any) -> np.ndarray:
     """Copy a backend array to host memory as a NumPy array."""
-    if isinstance(x, np.ndarray):
-        return x
-    if name == "cupy":
-        return module.asnumpy(x)
-    if name == "torch":
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
+    return library.to_numpy(x)
 
 
 def is_array(x: Any) -> bool:
     """Whether ``x`` is an array of the active backend."""
-    if name == "numpy":
-        return isinstance(x, np.ndarray)
-    if name == "cupy":
-        return isinstance(x, module.ndarray)
-    if name == "torch":
-        return isinstance(x, module.Tensor)
-    # array_api_strict does not export its Array class at the top level
-    return type(x).__module__.startswith("array_api_strict")
+    return library.is_array(x)
 
 
 def synchronize() -> None:
     """Wait for queued device work (a no-op on the CPU); call it around GPU timings."""
-    if name == "cupy":
-        module.cuda.get_current_stream().synchronize()
-    elif name == "torch" and module.cuda.is_available():
-        module.cuda.synchronize()
+    library.synchronize()
 
 
 def device_name() -> str:
     """A short description of where arrays of the active backend live."""
-    if name == "cupy":
-        dev = module.cuda.Device()
-        props = module.cuda.runtime.getDeviceProperties(dev.id)
-        return f"cuda:{dev.id} ({props['name'].decode()})"
-    if name == "torch":
-        return str(module.empty(0).device)
-    return "cpu"
+    return library.device_name()
 
 
 def memory_stats() -> dict[str, int]:
     """Bytes in use and peak on the device (CuPy memory pool, torch CUDA); empty on CPU."""
-    if name == "cupy":
-        pool = module.get_default_memory_pool()
-        return {"used_bytes": pool.used_bytes(), "total_bytes": pool.total_bytes()}
-    if name == "torch" and module.cuda.is_available():
-        return {
-            "used_bytes": module.cuda.memory_allocated(),
-            "peak_bytes": module.cuda.max_memory_allocated(),
-        }
-    return {}
+    return library.memory_stats()
 
 
 def _external_stacklevel() -> int:

@@ -15,21 +15,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import array_api_compat
-
 from dnn import backend
 
 #: message -> device-side boolean flag (any bad value seen since the last read)
 _pending: dict[str, Any] = {}
-
-
-def in_host_memory(x: Any) -> bool:
-    """Whether reading ``x`` costs no device synchronisation."""
-    if array_api_compat.is_cupy_array(x):
-        return False
-    if array_api_compat.is_torch_array(x):
-        return x.device.type == "cpu"
-    return True
 
 
 def check(bad: Any, message: str, detail: Callable[[], str] | None = None) -> None:
@@ -37,7 +26,7 @@ def check(bad: Any, message: str, detail: Callable[[], str] | None = None) -> No
     now for a host array (with ``detail()`` appended, which may read values), at the next
     :func:`raise_pending` for a device array."""
     xp = backend.xp
-    if in_host_memory(bad):
+    if backend.library.in_host_memory(bad):
         if bool(xp.any(bad)):
             raise ValueError(message + (detail() if detail else ""))
         return

@@ -1,71 +1,12 @@
-"""Array operations the Array API standard lacks, one small function each.
-
-Each has a fast path for the namespaces that offer one (NumPy, CuPy, PyTorch)
-and a portable path written in the standard, which array-api-strict runs.
-"""
+"""Portable array functions the Array API standard lacks, written in it alone: class
+labels as indices, one-hot rows, and Cody's erf. (What a library does its own way lives
+in its :class:`~dnn.backend.library.ArrayLibrary`; these have no faster variants.)"""
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from dnn import backend
-
-
-def matmul_into(a: Any, b: Any, out: Any) -> Any:
-    """``out[...] = a @ b`` without a temporary where the backend allows it."""
-    if backend.name in ("numpy", "cupy", "torch"):
-        return backend.module.matmul(a, b, out=out)
-    out[...] = a @ b
-    return out
-
-
-#: elementwise functions :func:`elementwise_into` accepts (the same name in numpy, cupy, torch
-#: and the Array API standard)
-_INTO = frozenset({"add", "subtract", "multiply", "divide", "sqrt", "maximum", "minimum", "abs"})
-
-
-def elementwise_into(name: str, *args: Any, out: Any) -> Any:
-    """``out[...] = name(*args)`` (e.g. ``"multiply"``, ``"sqrt"``) with no temporary array
-    where the backend allows it: optimizers use it to update flat buffers in place.
-
-    ``args`` are arrays or Python scalars; ``out`` may alias one of them.
-    """
-    if name not in _INTO:
-        raise ValueError(f"elementwise_into: unsupported function {name!r}; one of {sorted(_INTO)}")
-    if backend.name in ("numpy", "cupy", "torch"):
-        return getattr(backend.module, name)(*args, out=out)
-    out[...] = getattr(backend.xp, name)(*args)
-    return out
-
-
-def clip(x: Any, low: float, high: float) -> Any:
-    """``min(max(x, low), high)`` elementwise for scalar bounds, in ``x``'s dtype. The
-    library's own clip where there is one: array-api-compat's portable clip assigns
-    through boolean masks, a host synchronisation per call on CuPy and 4x the time of
-    ``np.clip`` on a small NumPy array."""
-    if backend.name in ("numpy", "cupy"):
-        return backend.module.clip(x, low, high)
-    if backend.name == "torch":
-        return backend.module.clamp(x, low, high)
-    return backend.xp.clip(x, low, high)
-
-
-def sign(x: Any) -> Any:
-    """−1, 0 or 1 elementwise. The library's own sign: array-api-compat's CuPy sign mends
-    NaNs through a boolean mask (a host synchronisation per call)."""
-    if backend.name in ("numpy", "cupy", "torch"):
-        return backend.module.sign(x)
-    return backend.xp.sign(x)
-
-
-def scratch_elements() -> int:
-    """How many elements an in-place update should process at once: on the CPU a
-    chunk of the flat buffer that stays in cache (and a small scratch array);
-    on a GPU the whole buffer (fewer kernel launches)."""
-    if backend.name == "cupy" or (backend.name == "torch" and backend.module.cuda.is_available()):
-        return 1 << 62
-    return 1 << 16  # 256 KiB of float32 per array: five arrays stay in a core's L2
 
 
 def class_indices(labels: Any) -> Any:
@@ -93,62 +34,6 @@ def one_hot(labels: Any, num_classes: int, dtype: Any = None) -> Any:
         labels = xp.astype(labels, xp.int64)
     classes = xp.arange(num_classes, dtype=labels.dtype)
     return xp.astype(labels[:, None] == classes, dtype or backend.default_dtype())
-
-
-def take_along_last(x: Any, labels: Any) -> Any:
-    """``x[i, labels[i]]`` for each row i of a 2-D ``x`` (no integer-array indexing)."""
-    xp = backend.xp
-    if backend.name in ("numpy", "cupy"):
-        return backend.module.take_along_axis(x, labels[:, None], axis=1)[:, 0]
-    return xp.sum(x * one_hot(labels, x.shape[1], x.dtype), axis=1)
-
-
-def scatter_add_rows(num_rows: int, index: Any, values: Any) -> Any:
-    """``out[index[i], :] += values[i, :]`` into a zero ``(num_rows, D)`` array.
-
-    ``index`` is (M,) integers in [0, num_rows), ``values`` is (M, D); repeated
-    indices add up (the gradient of a row gather such as an embedding lookup).
-    NumPy sorts the indices, copies each id's first row and adds the repeats with
-    one ``np.add.at`` on flat cells (3-15x faster than ``np.add.at`` on rows or
-    ``np.add.reduceat``, which are slow along axis 0), CuPy uses
-    ``cupyx.scatter_add`` (atomic adds on the device), PyTorch ``index_add_``; the
-    portable path is ``one_hot(index)ᵀ @ values``, which costs O(M·num_rows·D) and
-    is meant for array-api-strict tests.
-    """
-    num_rows = int(num_rows)
-    shape = (num_rows, *tuple(values.shape[1:]))
-    mod = backend.module
-    if backend.name == "numpy":
-        out = mod.zeros(shape, dtype=values.dtype)
-        if index.shape[0] == 0:
-            return out
-        rows, table = values.reshape(index.shape[0], -1), out.reshape(num_rows, -1)
-        order = mod.argsort(index, kind="stable")
-        ordered, rows = index[order], rows[order]
-        first = mod.empty(ordered.shape, dtype=bool)
-        first[0] = True
-        mod.not_equal(ordered[1:], ordered[:-1], out=first[1:])
-        table[ordered[first]] = rows[first]  # the first occurrence of each id: a plain copy
-        if not first.all():  # repeats: one np.add.at on flat cells (its fast 1-D path)
-            width = rows.shape[1]
-            cells = ordered[~first][:, None] * width + mod.arange(width)
-            mod.add.at(table.reshape(-1), cells.reshape(-1), rows[~first].reshape(-1))
-        return out
-    if backend.name == "cupy":
-        import cupyx
-
-        out = mod.zeros(shape, dtype=values.dtype)
-        cupyx.scatter_add(out, index, values)
-        return out
-    if backend.name == "torch":
-        out = mod.zeros(shape, dtype=values.dtype, device=values.device)
-        return out.index_add_(0, index, values)
-    width = 1
-    for d in shape[1:]:
-        width *= int(d)
-    flat = backend.xp.reshape(values, (values.shape[0], width))
-    summed = one_hot(index, num_rows, values.dtype).T @ flat
-    return backend.xp.reshape(summed, shape)
 
 
 # W. J. Cody, "Rational Chebyshev approximations for the error function", Math. Comp. 23
@@ -204,28 +89,3 @@ def erf_cody(x: Any) -> Any:
     erfc = xp.exp(-s * s) * xp.exp(-(big_y - s) * (big_y + s)) * erfc_scaled
     result = xp.where(y <= 0.46875, small, 1.0 - erfc)
     return xp.where(x < 0, -result, result)
-
-
-def erf(x: Any) -> Any:
-    """The error function elementwise (the Array API standard has none): the library's own
-    where there is one (``torch.special.erf``, CuPy's and SciPy's ``special.erf`` — SciPy
-    only if it is installed, it is not a dependency), else :func:`erf_cody`."""
-    if backend.name == "torch":
-        return backend.module.special.erf(x)
-    if backend.name == "cupy":
-        import cupyx.scipy.special
-
-        return cupyx.scipy.special.erf(x)
-    if backend.name == "numpy" and _scipy_erf() is not None:
-        return _scipy_erf()(x)
-    return erf_cody(x)
-
-
-@functools.cache
-def _scipy_erf() -> Any:
-    """``scipy.special.erf``, or None when SciPy is not installed."""
-    try:
-        from scipy import special
-    except ImportError:
-        return None
-    return special.erf

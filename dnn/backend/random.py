@@ -60,6 +60,8 @@ class NumpyGenerator:
     """Draws on the host from NumPy's PCG64 and hands them to the active backend."""
 
     kind = "numpy"
+    #: initial weights are drawn in float64 on the host, then cast (a temporary to budget)
+    draws_float64 = True
 
     def __init__(self, seed: int | None) -> None:
         self.gen = np.random.default_rng(seed)
@@ -102,6 +104,7 @@ class TorchGenerator:
     """A ``torch.Generator`` on the tensors' device."""
 
     kind = "torch"
+    draws_float64 = False
 
     def __init__(self, seed: int | None) -> None:
         self.gen = backend.module.Generator()
@@ -152,6 +155,7 @@ class CounterGenerator:
     normals use Box–Muller on two such uniforms."""
 
     kind = "counter"
+    draws_float64 = False
 
     def __init__(self, seed: int | None) -> None:
         self.seed = secrets.randbits(64) if seed is None else int(seed) & _MASK64
@@ -214,10 +218,6 @@ class CounterGenerator:
                                  f"got {value!r:.40}")
 
 
-#: backend name -> its generator class (the libraries' own RNGs where their state can be
-#: saved; the portable counter-based one elsewhere)
-GENERATORS: dict[str, type] = {"numpy": NumpyGenerator, "array_api_strict": NumpyGenerator,
-                               "torch": TorchGenerator, "cupy": CounterGenerator}
 #: a saved state's ``kind`` -> the class that reads it
 GENERATOR_KINDS: dict[str, type] = {cls.kind: cls for cls in
                                     (NumpyGenerator, TorchGenerator, CounterGenerator)}
@@ -237,8 +237,9 @@ def reset() -> None:
 
 
 def generator(seed: int | None = None) -> Any:
-    """A new generator of the active backend, seeded (fresh entropy when ``seed`` is None)."""
-    return GENERATORS[backend.name](seed)
+    """A new generator of the active backend, seeded (fresh entropy when ``seed`` is None):
+    the class its library object names (``backend.library.generator_class``)."""
+    return backend.library.generator(seed)
 
 
 @contextmanager
@@ -297,6 +298,3 @@ def bernoulli(shape: tuple[int, ...], p_keep: float, dtype: Any = None) -> Any:
 def integers(low: int, high: int, shape: tuple[int, ...]) -> Any:
     """Uniform integers in ``[low, high)`` with the given shape, as a backend int64 array."""
     return _current().integers(low, high, tuple(shape))
-
-
-reset()

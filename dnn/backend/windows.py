@@ -32,7 +32,6 @@ from collections.abc import Iterable
 from typing import Any
 
 from dnn import backend
-from dnn.backend import ops
 
 Pair = tuple[int, int]
 
@@ -251,7 +250,7 @@ def col2im_matmul(grad: Any, w2: Any, input_shape: tuple[int, ...], kernel: Pair
 
     def pieces() -> Iterable[Any]:
         for t in range(kernel[0] * kernel[1]):
-            piece = ops.matmul_into(grad, w2[:, t * c:(t + 1) * c], out=buf)
+            piece = backend.library.matmul_into(grad, w2[:, t * c:(t + 1) * c], out=buf)
             yield xp.permute_dims(xp.reshape(piece, (n, oh, ow, c)), (0, 3, 1, 2))
 
     return crop2d(fold_slices(pieces(), padded, kernel, stride, like=grad), padding)

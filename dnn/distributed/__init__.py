@@ -54,7 +54,7 @@ def init(backend: str = "auto") -> Communicator:
                          f"{backend!r}")
     from dnn import backend as array_backend
 
-    if backend == "nccl" and array_backend.name != "cupy":
+    if backend == "nccl" and not array_backend.library.supports_nccl:
         raise ValueError("dnn.distributed.init: backend='nccl' averages CuPy arrays on GPUs, "
                          f"but dnn runs on {array_backend.name}; set DNN_BACKEND=cupy (or "
                          "dnn.set_backend('cupy')) first, or use backend='mpi'")
@@ -69,7 +69,7 @@ def init(backend: str = "auto") -> Communicator:
         raise ModuleNotFoundError(
             "dnn.distributed.init needs mpi4py and an MPI library: pip install mpi4py mpich "
             "(or, in a dnn checkout, pip install -e \".[mpi]\")", name="mpi4py") from exc
-    use_nccl = backend == "nccl" or (backend == "auto" and array_backend.name == "cupy")
+    use_nccl = backend == "nccl" or (backend == "auto" and array_backend.library.supports_nccl)
     _comm = NCCLCommunicator() if use_nccl else MPICommunicator()
     _initialized = True
     if _comm.size > 1:

@@ -254,8 +254,9 @@ def _install() -> None:
             for name, sizer in _RANDOM.items():
                 original = getattr(random, name)
                 _saved[name] = original
-                # NumPy draws float64 first, then casts: count the temporary too
-                extra = 8 if backend.name in ("numpy", "array_api_strict") and name != "permutation" else 0
+                # a host generator draws float64 first, then casts: count the temporary too
+                extra = 8 if backend.library.generator_class.draws_float64 and \
+                    name != "permutation" else 0
                 setattr(random, name, _guard_sized(name, original, sizer, extra))
             _saved["guarded_xp"] = backend.xp
         _installs += 1

@@ -20,7 +20,7 @@ from typing import Any
 
 from dnn import backend
 from dnn import init as initializers
-from dnn.backend import ops, windows
+from dnn.backend import windows
 from dnn.errors import ShapeError
 from dnn.layers.base import REGISTRY, Context, Layer, check_penalties, positive_ints, register
 from dnn.parameter import Parameter
@@ -88,7 +88,7 @@ class GELU(Layer):
     dL/dx = g·(½·(1 + t) + ½·x·(1 − t²)·c·(1 + 3·0.044715·x²)).
 
     ``GELU(approximate="none")``, the exact function: y = x·Φ(x) with the normal CDF
-    Φ(x) = ½·(1 + erf(x/√2)) (:func:`dnn.backend.ops.erf`);
+    Φ(x) = ½·(1 + erf(x/√2)) (:meth:`dnn.backend.library.ArrayLibrary.erf`);
     dL/dx = g·(Φ(x) + x·φ(x)),  φ(x) = e^{−x²/2}/√(2π).
     """
 
@@ -100,7 +100,7 @@ class GELU(Layer):
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         ctx.x = x
         if self.approximate == "none":
-            ctx.cdf = cdf = 0.5 * (1.0 + ops.erf(_INV_SQRT_2 * x))
+            ctx.cdf = cdf = 0.5 * (1.0 + backend.library.erf(_INV_SQRT_2 * x))
             return x * cdf
         t = backend.xp.tanh(_GELU_C * (x + 0.044715 * x * x * x))
         ctx.t = t

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from dnn import backend
-from dnn.backend import deferred, ops, random
+from dnn.backend import deferred, random
 from dnn.errors import ShapeError
 from dnn.layers.base import Context, Layer, check_penalties, positive_ints, register
 from dnn.parameter import Parameter
@@ -71,7 +71,7 @@ class Embedding(Layer):
             )
         if self.weight.trainable:
             rows = xp.reshape(grad, (-1, self.dim))
-            self.weight.add_grad(ops.scatter_add_rows(self.num_embeddings, index, rows))
+            self.weight.add_grad(backend.library.scatter_add_rows(self.num_embeddings, index, rows))
         return None
 
     def get_config(self) -> dict[str, Any]:

@@ -96,7 +96,7 @@ class TopKAccuracy(Metric):
         if y_pred.ndim != 2:
             raise ValueError(f"TopKAccuracy: expected (N, C) scores, got shape {tuple(y_pred.shape)}")
         y_true = true_classes(y_true, int(y_pred.shape[0]), int(y_pred.shape[1]), "TopKAccuracy")
-        true_score = ops.take_along_last(y_pred, y_true)
+        true_score = backend.library.take_along_last(y_pred, y_true)
         higher = xp.sum(xp.astype(y_pred > true_score[:, None], xp.int64), axis=1)
         self.total = self.total + xp.sum(xp.astype(higher < self.k, xp.int64))
         self.count += int(y_pred.shape[0])

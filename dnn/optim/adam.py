@@ -17,7 +17,6 @@ import math
 from typing import Any, ClassVar
 
 from dnn import backend
-from dnn.backend import ops
 from dnn.optim.base import KerasAlias, Optimizer, check_eps, check_number, register
 
 
@@ -61,7 +60,7 @@ class Adam(Optimizer):
         t = self.iterations
         step_size = self.lr / (1.0 - beta1**t)
         inv_bias2 = 1.0 / math.sqrt(1.0 - beta2**t)
-        into = ops.elementwise_into
+        into = backend.library.elementwise_into
 
         def update(p: Any, g: Any, m: Any, v: Any, tmp: Any) -> None:
             m *= beta1                                  # m ← β₁·m + (1 − β₁)·g

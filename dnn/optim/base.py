@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from dnn import backend
-from dnn.backend import ops, threads
+from dnn.backend import threads
 from dnn.parameter import FlatGroup, Parameter, flat_groups
 from dnn.registry import Registry
 
@@ -317,13 +317,13 @@ class Optimizer:
     def _for_chunks(state: dict[str, Any], update: Callable[..., None], *flats: Any) -> None:
         """``update(*chunks, scratch)`` over matching slices of the flat arrays, each with a
         scratch array of its length, for in-place updates with no temporaries
-        (:func:`dnn.backend.ops.elementwise_into`). On the CPU a slice is a cache-sized
+        (:meth:`dnn.backend.library.ArrayLibrary.elementwise_into`). On the CPU a slice is a cache-sized
         chunk of the buffer (so the scratch stays small and hot) and the chunks are shared
         out over the elementwise threads (:mod:`dnn.backend.threads`), each taking a
         contiguous run of them with a scratch row of its own; on a GPU it is the whole
         buffer."""
         n = flats[0].shape[0]
-        size = min(n, ops.scratch_elements())
+        size = min(n, backend.library.scratch_elements())
         starts = list(range(0, n, size))
         workers = min(threads.num_threads(), len(starts))
         scratch = state.get("_scratch")
@@ -344,7 +344,7 @@ class Optimizer:
         xp = backend.xp
         if self.clipvalue is not None:
             for g in grads:
-                g[...] = ops.clip(g, -self.clipvalue, self.clipvalue)
+                g[...] = backend.library.clip(g, -self.clipvalue, self.clipvalue)
         if self.clipnorm is not None:  # global norm over all parameters, as torch's clip_grad_norm_
             norm = xp.sqrt(sum(xp.sum(g * g) for g in grads))
             scale = xp.minimum(self.clipnorm / (norm + 1e-6), 1.0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dnn.backend import ops
+from dnn import backend
 from dnn.optim.base import Optimizer, check_number, register
 
 
@@ -33,7 +33,7 @@ class SGD(Optimizer):
     def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
         if self.weight_decay:
             grad = grad + self.weight_decay * param
-        into = ops.elementwise_into
+        into = backend.library.elementwise_into
         first = self.iterations == 1
         flats = (param, grad, state["momentum_buffer"]) if self.momentum else (param, grad)
         # in place, chunk by chunk, with one scratch array (see Optimizer._for_chunks)
