@@ -196,6 +196,8 @@ def _check_inputs(layer: Any, shapes: list[tuple[int, ...]], inputs: list[Symbol
     if isinstance(layer, _Merge):
         layer._check([_ShapeOnly(s, dtype_of(t)) for s, t in zip(shapes, inputs)])
         return
+    if getattr(layer, "accepts_list", False) and len(shapes) > 1:
+        return  # one call on a list (attention's [q, k, v, mask]): its output_shape checks it
     if len(shapes) != 1:
         raise TypeError(f"{layer.describe()}: expected one input, got a list of {len(shapes)}")
     in_features = getattr(layer, "in_features", None)
