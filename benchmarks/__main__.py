@@ -27,7 +27,8 @@ from typing import Any
 from benchmarks import compare, distributed, loader, memory, scaling
 from benchmarks.common import RESULTS, ROOT, machine_info, machine_lines, markdown_table
 
-SUITES = ["benchmarks/bench_layers.py", "benchmarks/bench_conv.py", "benchmarks/bench_lstm.py"]
+SUITES = ["benchmarks/bench_layers.py", "benchmarks/bench_conv.py", "benchmarks/bench_lstm.py",
+          "benchmarks/bench_attention.py", "benchmarks/bench_transformer.py"]
 PARTS = ("suites", "scaling", "memory", "compare", "loader", "distributed")
 
 

@@ -19,12 +19,18 @@ it); CuPy: the memory pool's used bytes — and compared with the theory:
 | AvgPool2D(k) | nothing (shapes only) |
 | BatchNorm(C) | x̂: the input's size, and 1/σ: C |
 | LayerNorm(F) | x̂: the input's size, and 1/σ: N |
-| LSTM(in, H) on (B, T, in) | x time-major T·B·in; h, c: 2·(T+1)·B·H; gates, tanh: 2·4·T·B·H; tanh(c): T·B·H |
+| LSTM(in, H) on (B, T, in) | x time-major T·B·in; h, c: 2·(T+1)·B·H; the gate activations 4·T·B·H (one tanh for all four); tanh(c): T·B·H |
+| SiLU, Mish, GELU(approximate="none") | x and σ(x) / tanh(softplus(x)) / Φ(x): 2·N·F |
+| PReLU(C) | the input x: N·C·H·W |
+| GroupNorm(G, C) | x̂: the input's size, and 1/σ: N·G |
+| MultiHeadAttention(E, h), self-attention on (N, T, E) | the probabilities N·h·T², and x, Q̂, K, V, O: 5·N·T·E |
+| PositionalEmbedding | nothing (the length T only) |
+| Bidirectional(LSTM) | the two LSTMs' caches |
 | SoftmaxCrossEntropy (N, C) | softmax and one-hot targets: 2·N·C |
 
 Parameters and gradients: Σ sizes × itemsize each; Adam: exp_avg and
-exp_avg_sq (2 × the parameters) plus its scratch (min(P, 2²⁰) elements on the
-CPU, see ``Optimizer._chunks``). PASS when measured ≤ 1.05 × theory + 4 KiB
+exp_avg_sq (2 × the parameters) plus its scratch (one chunk of min(P, 2¹⁶) elements
+per elementwise thread on the CPU, see ``Optimizer._for_chunks``). PASS when measured ≤ 1.05 × theory + 4 KiB
 (the 4 KiB are Python objects: tuples, Parameter instances). After backward
 a layer must hold nothing but its gradients (the cache is dropped).
 
@@ -111,7 +117,7 @@ def _conv_cache(n, c, h, w, o, k, pad):
 
 
 def _lstm_cache(b, t, i, h):
-    return _nbytes((t, b, i)) + 2 * _nbytes((t + 1, b, h)) + 2 * _nbytes((t, b, 4 * h)) + _nbytes((t, b, h))
+    return _nbytes((t, b, i)) + 2 * _nbytes((t + 1, b, h)) + _nbytes((t, b, 4 * h)) + _nbytes((t, b, h))
 
 
 #: name -> (class that must exist, factory, input shape, cache theory in bytes)
@@ -139,6 +145,23 @@ CASES: dict[str, tuple[str, Callable[[], Any], tuple[int, ...], int]] = {
                                  _nbytes((128, 512)) + _nbytes((128,))),
     "LSTM 32->128 on 64x50x32": ("LSTM", lambda: dnn.layers.LSTM(32, 128), (64, 50, 32),
                                  _lstm_cache(64, 50, 32, 128)),
+    # issue #13's layers
+    **{f"{a} 128x512": (a, (lambda a=a: getattr(dnn.layers, a)()), (128, 512), 2 * _nbytes((128, 512)))
+       for a in ("SiLU", "Mish")},
+    "GELU exact 128x512": ("GELU", lambda: dnn.layers.GELU(approximate="none"), (128, 512),
+                           2 * _nbytes((128, 512))),
+    "PReLU 32 on 64x32x14x14": ("PReLU", lambda: dnn.layers.PReLU(32), (64, 32, 14, 14),
+                                _nbytes((64, 32, 14, 14))),
+    "GroupNorm 8x32 on 64x32x14x14": ("GroupNorm", lambda: dnn.layers.GroupNorm(8, 32),
+                                      (64, 32, 14, 14), _nbytes((64, 32, 14, 14)) + _nbytes((64, 8))),
+    "MultiHeadAttention E128 h4 on 32x64x128": (
+        "MultiHeadAttention", lambda: dnn.layers.MultiHeadAttention(128, 4), (32, 64, 128),
+        _nbytes((32, 4, 64, 64)) + 5 * _nbytes((32, 64, 128))),
+    "PositionalEmbedding 64x128 on 32x64x128": (
+        "PositionalEmbedding", lambda: dnn.layers.PositionalEmbedding(64, 128), (32, 64, 128), 0),
+    "Bidirectional(LSTM 32->128) on 64x50x32": (
+        "Bidirectional", lambda: dnn.layers.Bidirectional(dnn.layers.LSTM(32, 128)), (64, 50, 32),
+        2 * _lstm_cache(64, 50, 32, 128)),
 }
 
 
