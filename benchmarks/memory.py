@@ -19,11 +19,11 @@ it); CuPy: the memory pool's used bytes — and compared with the theory:
 | AvgPool2D(k) | nothing (shapes only) |
 | BatchNorm(C) | x̂: the input's size, and 1/σ: C |
 | LayerNorm(F) | x̂: the input's size, and 1/σ: N |
-| LSTM(in, H) on (B, T, in) | x time-major T·B·in; h, c: 2·(T+1)·B·H; the gate activations 4·T·B·H (one tanh for all four); tanh(c): T·B·H |
+| LSTM(in, H) on (B, T, in) | x time-major T·B·in; h, c: 2·(T+1)·B·H; gates 4·T·B·H; tanh(c): T·B·H |
 | SiLU, Mish, GELU(approximate="none") | x and σ(x) / tanh(softplus(x)) / Φ(x): 2·N·F |
 | PReLU(C) | the input x: N·C·H·W |
 | GroupNorm(G, C) | x̂: the input's size, and 1/σ: N·G |
-| MultiHeadAttention(E, h), self-attention on (N, T, E) | the probabilities N·h·T², and x, Q̂, K, V, O: 5·N·T·E |
+| MultiHeadAttention(E, h) on (N, T, E) | the probabilities N·h·T², and x, Q̂, K, V, O: 5·N·T·E |
 | PositionalEmbedding | nothing (the length T only) |
 | Bidirectional(LSTM) | the two LSTMs' caches |
 | SoftmaxCrossEntropy (N, C) | softmax and one-hot targets: 2·N·C |
