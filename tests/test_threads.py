@@ -40,6 +40,8 @@ def _train(name: str, kwargs: dict, n_threads: int, steps: int = 4) -> np.ndarra
 @pytest.mark.parametrize("name, kwargs", [
     ("Adam", {"lr": 0.01}), ("AdamW", {"lr": 0.01}),
     ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True}), ("SGD", {"lr": 0.1}),
+    ("NAdam", {"lr": 0.01}), ("RMSprop", {"lr": 0.01, "momentum": 0.9}), ("RMSprop", {}),
+    ("Adagrad", {"lr": 0.1, "lr_decay": 0.01}),
 ])
 def test_several_threads_give_the_bitwise_result_of_one(backend_name, name, kwargs):
     one = _train(name, kwargs, 1)

@@ -27,8 +27,18 @@ class Adagrad(Optimizer):
         if self.weight_decay:
             grad = grad + self.weight_decay * param
         lr_t = self.lr / (1.0 + (self.iterations - 1) * self.lr_decay)
-        state["sum"] += grad * grad
-        param -= lr_t * grad / (backend.xp.sqrt(state["sum"]) + self.eps)
+        eps, into = self.eps, backend.library.elementwise_into
+
+        def update(p: Any, g: Any, total: Any, tmp: Any) -> None:
+            into("multiply", g, g, out=tmp)             # s ← s + g²
+            total += tmp
+            into("sqrt", total, out=tmp)                # θ ← θ − lr_t·g / (√s + ε)
+            tmp += eps
+            into("divide", g, tmp, out=tmp)
+            tmp *= lr_t
+            p -= tmp
+
+        self._for_chunks(state, update, param, grad, state["sum"])
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "lr_decay": self.lr_decay, "eps": self.eps}

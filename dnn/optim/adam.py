@@ -37,15 +37,6 @@ class Adam(Optimizer):
         beta2 = check_number(name, "betas[1]", betas[1], 0.0, 1.0, high_open=True)
         self.betas, self.eps = (beta1, beta2), check_eps(name, eps)
 
-    def _moments(self, grad: Any, state: dict[str, Any]) -> tuple[Any, Any]:
-        beta1, beta2 = self.betas
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg *= beta1
-        exp_avg += (1.0 - beta1) * grad
-        exp_avg_sq *= beta2
-        exp_avg_sq += (1.0 - beta2) * (grad * grad)
-        return exp_avg, exp_avg_sq
-
     def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
         if self.weight_decay:
             grad = grad + self.weight_decay * param
@@ -124,11 +115,32 @@ class NAdam(Adam):
         if self.weight_decay:
             grad = grad + self.weight_decay * param
         mu, mu_next, mu_product = self._mu(t), self._mu(t + 1), self._mu_product_at(t)
-        exp_avg, exp_avg_sq = self._moments(grad, state)
-        denom = backend.xp.sqrt(exp_avg_sq) * (1.0 / math.sqrt(1.0 - beta2**t))
-        denom += self.eps
-        param -= (self.lr * (1.0 - mu) / (1.0 - mu_product)) * (grad / denom)
-        param -= (self.lr * mu_next / (1.0 - mu_product * mu_next)) * (exp_avg / denom)
+        beta1 = self.betas[0]
+        inv_bias2 = 1.0 / math.sqrt(1.0 - beta2**t)
+        grad_step = self.lr * (1.0 - mu) / (1.0 - mu_product)
+        momentum_step = self.lr * mu_next / (1.0 - mu_product * mu_next)
+        eps, into = self.eps, backend.library.elementwise_into
+
+        def update(p: Any, g: Any, m: Any, v: Any, denom: Any, tmp: Any) -> None:
+            m *= beta1                                  # m ← β₁·m + (1 − β₁)·g
+            into("multiply", g, 1.0 - beta1, out=tmp)
+            m += tmp
+            v *= beta2                                  # v ← β₂·v + (1 − β₂)·g²
+            into("multiply", g, g, out=tmp)
+            tmp *= 1.0 - beta2
+            v += tmp
+            into("sqrt", v, out=denom)                  # d = √(v / (1 − β₂ᵗ)) + ε
+            denom *= inv_bias2
+            denom += eps
+            into("divide", g, denom, out=tmp)           # θ ← θ − lr·(1 − μ_t)/(1 − Π_t)·g/d
+            tmp *= grad_step
+            p -= tmp
+            into("divide", m, denom, out=tmp)           #     − lr·μ_{t+1}/(1 − Π_t·μ_{t+1})·m/d
+            tmp *= momentum_step
+            p -= tmp
+
+        self._for_chunks(state, update, param, grad, state["exp_avg"], state["exp_avg_sq"],
+                         scratches=2)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "momentum_decay": self.momentum_decay}

@@ -314,9 +314,10 @@ class Optimizer:
                 del self._states[id(old_group)]
 
     @staticmethod
-    def _for_chunks(state: dict[str, Any], update: Callable[..., None], *flats: Any) -> None:
-        """``update(*chunks, scratch)`` over matching slices of the flat arrays, each with a
-        scratch array of its length, for in-place updates with no temporaries
+    def _for_chunks(state: dict[str, Any], update: Callable[..., None], *flats: Any,
+                    scratches: int = 1) -> None:
+        """``update(*chunks, *scratch)`` over matching slices of the flat arrays, with
+        ``scratches`` scratch arrays of their length, for in-place updates with no temporaries
         (:meth:`dnn.backend.library.ArrayLibrary.elementwise_into`). On the CPU a slice is a cache-sized
         chunk of the buffer (so the scratch stays small and hot) and the chunks are shared
         out over the elementwise threads (:mod:`dnn.backend.threads`), each taking a
@@ -327,16 +328,17 @@ class Optimizer:
         starts = list(range(0, n, size))
         workers = min(threads.num_threads(), len(starts))
         scratch = state.get("_scratch")
-        if scratch is None or tuple(scratch.shape) != (workers, size) or \
+        if scratch is None or tuple(scratch.shape) != (workers, scratches, size) or \
                 scratch.dtype != flats[0].dtype:
-            scratch = state["_scratch"] = backend.xp.empty((workers, size), dtype=flats[0].dtype)
+            scratch = state["_scratch"] = backend.xp.empty((workers, scratches, size),
+                                                           dtype=flats[0].dtype)
 
         def run(worker: int) -> None:
-            tmp = scratch[worker, :]
+            tmps = [scratch[worker, j, :] for j in range(scratches)]
             for start in starts[worker * len(starts) // workers:
                                 (worker + 1) * len(starts) // workers]:
                 stop = min(start + size, n)
-                update(*(f[start:stop] for f in flats), tmp[: stop - start])
+                update(*(f[start:stop] for f in flats), *(t[: stop - start] for t in tmps))
 
         threads.run([functools.partial(run, w) for w in range(workers)])
 

@@ -30,16 +30,31 @@ class RMSprop(Optimizer):
     def update(self, param: Any, grad: Any, state: dict[str, Any]) -> None:
         if self.weight_decay:
             grad = grad + self.weight_decay * param
-        square_avg = state["square_avg"]
-        square_avg *= self.alpha
-        square_avg += (1.0 - self.alpha) * grad * grad
-        direction = grad / (backend.xp.sqrt(square_avg) + self.eps)
-        if self.momentum:
-            buf = state["momentum_buffer"]
-            buf *= self.momentum
-            buf += direction
-            direction = buf
-        param -= self.lr * direction
+        alpha, eps, momentum, lr = self.alpha, self.eps, self.momentum, self.lr
+        into = backend.library.elementwise_into
+        flats = (param, grad, state["square_avg"])
+        if momentum:
+            flats += (state["momentum_buffer"],)
+
+        def update(p: Any, g: Any, square_avg: Any, *rest: Any) -> None:
+            tmp = rest[-1]
+            square_avg *= alpha                         # v ← α·v + (1 − α)·g²
+            into("multiply", g, 1.0 - alpha, out=tmp)
+            tmp *= g
+            square_avg += tmp
+            into("sqrt", square_avg, out=tmp)           # d = g / (√v + ε)
+            tmp += eps
+            into("divide", g, tmp, out=tmp)
+            direction = tmp
+            if momentum:                                # b ← μ·b + d
+                buf = rest[0]
+                buf *= momentum
+                buf += tmp
+                direction = buf
+            into("multiply", direction, lr, out=tmp)    # θ ← θ − lr·d (or lr·b)
+            p -= tmp
+
+        self._for_chunks(state, update, *flats)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "alpha": self.alpha, "eps": self.eps,
