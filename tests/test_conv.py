@@ -85,6 +85,90 @@ def test_im2col_matches_loops_and_col2im_is_its_adjoint(float64, case):
     np.testing.assert_allclose(_np(fused), _np(plain), rtol=1e-12, atol=1e-12)
 
 
+def _dilated_reference(x, kernel, stride, pads, dilation):
+    """Explicit loops: windows (n, p, q, i, j, c) of x padded by (top, bottom, left, right)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    top, bottom, left, right = pads
+    x = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    n, c, h, w = x.shape
+    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+    out = np.zeros((n, oh, ow, kh, kw, c))
+    for p in range(oh):
+        for q in range(ow):
+            for i in range(kh):
+                for j in range(kw):
+                    out[:, p, q, i, j] = x[:, :, p * sh + i * dh, q * sw + j * dw]
+    return out
+
+
+# (N, C, H, W, kernel, stride, (top, bottom, left, right), dilation, groups)
+WINDOW_CASES = [
+    (2, 4, 7, 6, (3, 3), (1, 1), (2, 2, 2, 2), (2, 2), 1),
+    (2, 4, 8, 7, (3, 2), (2, 1), (1, 2, 0, 1), (1, 3), 2),   # uneven padding ("same", even kernel)
+    (1, 6, 9, 9, (2, 2), (2, 3), (0, 1, 1, 0), (3, 2), 3),
+    (2, 3, 5, 6, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 3),   # one channel per group (depthwise)
+    (2, 2, 6, 6, (2, 2), (2, 2), (0, 0, 0, 0), (1, 1), 2),   # tiling windows, grouped
+]
+
+
+@pytest.mark.parametrize("case", WINDOW_CASES, ids=lambda c: "-".join(map(str, c[4:])))
+def test_im2col_dilation_groups_uneven_padding_and_adjoints(float64, case):
+    n, c, h, w, kernel, stride, pads, dilation, groups = case
+    x = _rand(n, c, h, w)
+    ref = _dilated_reference(x, kernel, stride, pads, dilation)  # (n, oh, ow, kh, kw, c)
+    _, oh, ow, kh, kw, _ = ref.shape
+    cg = c // groups
+    cols = windows.im2col(backend.asarray(x), kernel, stride, pads, dilation=dilation, groups=groups)
+    expected = ref.reshape(n, oh, ow, kh, kw, groups, cg).transpose(5, 0, 1, 2, 3, 4, 6)
+    expected = expected.reshape(groups, n * oh * ow, kh * kw * cg)
+    if groups == 1:
+        expected = expected[0]
+    np.testing.assert_array_equal(_np(cols), expected)
+    assert windows.out_size(h, kh, stride[0], pads[:2], dilation[0]) == oh
+    assert windows.out_size(w, kw, stride[1], pads[2:], dilation[1]) == ow
+    r = _rand(*expected.shape, seed=1)
+    back = windows.col2im(backend.asarray(r), (n, c, h, w), kernel, stride, pads,
+                          dilation=dilation, groups=groups)
+    assert math.isclose(float(np.sum(expected * r)), float(np.sum(x * _np(back))), rel_tol=1e-10)
+    # the fused fold agrees with col2im(g @ w2) (per group: g's columns in `groups` blocks)
+    rows = n * oh * ow
+    g, w2 = _rand(rows, 3 * groups, seed=2), _rand(groups, 3, kh * kw * cg, seed=3)
+    product = np.einsum("rgo,gok->grk", g.reshape(rows, groups, 3), w2)
+    fused = windows.col2im_matmul(backend.asarray(g), backend.asarray(w2[0] if groups == 1 else w2),
+                                  (n, c, h, w), kernel, stride, pads, dilation=dilation, groups=groups)
+    plain = windows.col2im(backend.asarray(product[0] if groups == 1 else product), (n, c, h, w),
+                           kernel, stride, pads, dilation=dilation, groups=groups)
+    np.testing.assert_allclose(_np(fused), _np(plain), rtol=1e-12, atol=1e-12)
+    # pad2d / crop2d with four sides
+    padded = windows.pad2d(backend.asarray(x), pads, value=-3.0)
+    assert tuple(padded.shape) == (n, c, h + pads[0] + pads[1], w + pads[2] + pads[3])
+    np.testing.assert_array_equal(_np(windows.crop2d(padded, pads)), x)
+
+
+@pytest.mark.parametrize("case", [
+    ((2, 3, 7, 6), 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1)),   # stride 1: NumPy's flipped correlation
+    ((2, 3, 7, 6), 2, (3, 2), (1, 1), (1, 1, 0, 1), (2, 2)),   # multiplier 2, uneven padding
+    ((2, 2, 8, 7), 1, (3, 3), (2, 3), (1, 0, 2, 2), (1, 2)),   # strided: the tap fold
+    ((1, 2, 4, 5), 3, (2, 2), (1, 1), (3, 2, 0, 0), (1, 1)),   # padding beyond the window's reach
+], ids=["s1", "m2-uneven", "strided", "wide-pad"])
+def test_depthwise_ops_match_loops_and_are_adjoint(float64, case):
+    (n, c, h, w), m, kernel, stride, pads, dilation = case
+    x, weight = _rand(n, c, h, w), _rand(c, m, *kernel, seed=1)
+    taps = _dilated_reference(x, kernel, stride, pads, dilation)  # (n, oh, ow, kh, kw, c)
+    expected = np.einsum("npqijc,ckij->nckpq", taps, weight).reshape(n, c * m, *taps.shape[1:3])
+    xpad = windows.pad2d(backend.asarray(x), pads)
+    y = windows.depthwise(xpad, backend.asarray(weight), stride, dilation)
+    np.testing.assert_allclose(_np(y), expected, rtol=1e-12, atol=1e-12)
+    g = _rand(*expected.shape, seed=2)
+    dw = windows.depthwise_weight_grad(xpad, backend.asarray(g), kernel, stride, dilation)
+    g5 = g.reshape(n, c, m, *g.shape[2:])
+    np.testing.assert_allclose(_np(dw), np.einsum("npqijc,nckpq->ckij", taps, g5), rtol=1e-12)
+    dx = windows.depthwise_input_grad(backend.asarray(g), backend.asarray(weight), (n, c, h, w),
+                                      stride, pads, dilation)
+    assert tuple(dx.shape) == (n, c, h, w)  # <depthwise(x), g> = <x, dL/dx>
+    assert math.isclose(float(np.sum(expected * g)), float(np.sum(x * _np(dx))), rel_tol=1e-10)
+
+
 @pytest.mark.parametrize("kernel,stride", [((2, 2), (2, 2)), ((3, 2), (1, 2)), ((2, 2), (3, 3)),
                                            ((3, 3), (2, 2)), ((1, 1), (1, 1))])
 def test_window_view_slices_and_fold(float64, kernel, stride):
@@ -214,7 +298,8 @@ def test_conv2d_config_shapes_and_init():
     layer = Conv2D(3, 8, (3, 5), stride=(2, 1), padding=(1, 2), bias=False, init="he_normal")
     config = layer.get_config()
     assert config == {"in_channels": 3, "out_channels": 8, "kernel_size": [3, 5], "stride": [2, 1],
-                      "padding": [1, 2], "bias": False, "init": "he_normal"}
+                      "padding": [1, 2], "dilation": [1, 1], "groups": 1, "bias": False,
+                      "init": "he_normal", "l1": 0.0, "l2": 0.0}
     assert Conv2D(**config).get_config() == config
     assert layer.output_shape((4, 3, 9, 10)) == (4, 8, 5, 10)
     assert tuple(layer.weight.data.shape) == (8, 3, 3, 5)

@@ -6,13 +6,23 @@ stride over a zero- (or −∞-) padded copy. Everything they need is here:
 - :func:`pad2d` / :func:`crop2d`: add and remove the border;
 - :func:`window_view`: all windows as an (N, C, OH, OW, kh, kw) array — a
   strided *view* on NumPy/CuPy (``as_strided``) and PyTorch (``Tensor.unfold``);
-- :func:`window_slices`: the kh·kw strided slices ``x[:, :, i::s, j::s]``
+- :func:`window_slices`: the kh·kw strided slices ``x[:, :, d·i::s, d·j::s]``
   (each (N, C, OH, OW)) — legal in the Array API, so every backend has it;
 - :func:`fold_slices`: the adjoint of :func:`window_slices` — each slice's
   gradient added back at its offset (a loop over the kh·kw offsets with
   strided adds, never over samples or pixels);
 - :func:`im2col` / :func:`col2im`: windows as the rows of one matrix, the
-  GEMM-ready form convolution uses, and its scatter-add adjoint.
+  GEMM-ready form convolution uses, and its scatter-add adjoint (per group of
+  channels for a grouped convolution);
+- :func:`depthwise`, :func:`depthwise_weight_grad`, :func:`depthwise_input_grad`:
+  the depthwise convolution (one kernel per channel) and its two gradients as
+  sums over the kh·kw taps, no im2col matrix at all.
+
+Geometry. A window of kernel k and dilation d spans d·(k − 1) + 1 pixels and
+reads every d-th of them (entry i at offset d·i); stride s moves it. Padding is
+(ph, pw) on both sides of each axis, or (top, bottom, left, right) when the two
+sides differ ("same" padding of an even kernel); :func:`sides` turns either into
+the four numbers. Output size: ⌊(size + before + after − d·(k − 1) − 1) / s⌋ + 1.
 
 Layout. ``im2col`` returns shape (N·OH·OW, kh·kw·C): rows ordered (n, oh, ow)
 and columns ordered (i, j, c) — channels fastest. With that order a
@@ -34,13 +44,27 @@ from typing import Any
 from dnn import backend
 
 Pair = tuple[int, int]
+#: padding: (ph, pw) on both sides of each axis, or (top, bottom, left, right)
+Pads = tuple[int, ...]
 
 _FAST = ("numpy", "cupy", "torch")
+_ONE = (1, 1)
 
 
-def out_size(size: int, kernel: int, stride: int, padding: int) -> int:
-    """Number of window positions along one axis: ⌊(size + 2p − k) / s⌋ + 1."""
-    return (size + 2 * padding - kernel) // stride + 1
+def out_size(size: int, kernel: int, stride: int, padding: int | Pair, dilation: int = 1) -> int:
+    """Number of window positions along one axis: ⌊(size + p₀ + p₁ − d·(k − 1) − 1) / s⌋ + 1,
+    ``padding`` = p on both sides or the pair (p₀, p₁) (before, after)."""
+    before, after = (padding, padding) if isinstance(padding, int) else padding
+    return (size + before + after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def sides(padding: Pads) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) from (ph, pw) or from the four numbers themselves."""
+    if len(padding) == 2:
+        ph, pw = padding
+        return ph, ph, pw, pw
+    top, bottom, left, right = padding
+    return top, bottom, left, right
 
 
 def _channels_last(shape: tuple[int, ...], dtype: Any, like: Any, fill: float | None) -> Any:
@@ -71,101 +95,117 @@ def empty_like(x: Any, fill: float | None = None) -> Any:
     return _channels_last(tuple(x.shape), x.dtype, x, fill)
 
 
-def pad2d(x: Any, padding: Pair, value: float = 0.0) -> Any:
-    """(N, C, H, W) -> (N, C, H + 2·ph, W + 2·pw) with ``value`` in the border."""
-    ph, pw = padding
-    if ph == 0 and pw == 0:
+def pad2d(x: Any, padding: Pads, value: float = 0.0) -> Any:
+    """(N, C, H, W) -> (N, C, H + top + bottom, W + left + right) with ``value`` in the
+    border; ``padding`` is (ph, pw) or (top, bottom, left, right)."""
+    top, bottom, left, right = sides(padding)
+    if not (top or bottom or left or right):
         return x
     n, c, h, w = x.shape
     if backend.name in _FAST:
-        out = _channels_last((n, c, h + 2 * ph, w + 2 * pw), x.dtype, x, value)
-        out[:, :, ph:ph + h, pw:pw + w] = x
+        out = _channels_last((n, c, h + top + bottom, w + left + right), x.dtype, x, value)
+        out[:, :, top:top + h, left:left + w] = x
         return out
     xp = backend.xp
-    if pw:
-        side = xp.full((n, c, h, pw), value, dtype=x.dtype)
-        x = xp.concat([side, x, side], axis=3)
-    if ph:
-        top = xp.full((n, c, ph, w + 2 * pw), value, dtype=x.dtype)
-        x = xp.concat([top, x, top], axis=2)
+    if left or right:  # a zero-width side is an empty array: concat takes it
+        x = xp.concat([xp.full((n, c, h, left), value, dtype=x.dtype), x,
+                       xp.full((n, c, h, right), value, dtype=x.dtype)], axis=3)
+    if top or bottom:
+        width = x.shape[3]
+        x = xp.concat([xp.full((n, c, top, width), value, dtype=x.dtype), x,
+                       xp.full((n, c, bottom, width), value, dtype=x.dtype)], axis=2)
     return x
 
 
-def crop2d(x: Any, padding: Pair) -> Any:
-    """The inverse of :func:`pad2d`: drop ``padding`` rows and columns on each side."""
-    ph, pw = padding
-    if ph == 0 and pw == 0:
+def crop2d(x: Any, padding: Pads) -> Any:
+    """The inverse of :func:`pad2d`: drop the ``padding`` rows and columns of each side."""
+    top, bottom, left, right = sides(padding)
+    if not (top or bottom or left or right):
         return x
     h, w = x.shape[2], x.shape[3]
-    return x[:, :, ph:h - ph, pw:w - pw]
+    return x[:, :, top:h - bottom, left:w - right]
 
 
-def _stops(shape: tuple[int, ...], kernel: Pair, stride: Pair) -> tuple[int, int]:
+def _stops(shape: tuple[int, ...], kernel: Pair, stride: Pair,
+           dilation: Pair = _ONE) -> tuple[int, int]:
     """Output size (OH, OW) of the windows over an already padded (N, C, H, W) shape."""
-    return ((shape[2] - kernel[0]) // stride[0] + 1, (shape[3] - kernel[1]) // stride[1] + 1)
+    return ((shape[2] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1,
+            (shape[3] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1)
 
 
-def window_view(x: Any, kernel: Pair, stride: Pair) -> Any:
-    """All kh × kw windows of an (already padded) (N, C, H, W) array: (N, C, OH, OW, kh, kw).
+def window_view(x: Any, kernel: Pair, stride: Pair, dilation: Pair = _ONE) -> Any:
+    """All kh × kw windows of an (already padded) (N, C, H, W) array: (N, C, OH, OW, kh, kw);
+    entry (i, j) of the window at (p, q) is x[:, :, s·p + d·i, s·q + d·j].
 
     A strided view (no copy) on NumPy, CuPy and PyTorch; a stacked copy elsewhere.
     """
     kh, kw = kernel
     sh, sw = stride
+    dh, dw = dilation
     n, c = x.shape[0], x.shape[1]
-    oh, ow = _stops(tuple(x.shape), kernel, stride)
+    oh, ow = _stops(tuple(x.shape), kernel, stride, dilation)
     name, mod = backend.name, backend.module
     if name == "torch":
-        return x.unfold(2, kh, sh).unfold(3, kw, sw)
+        if dilation == _ONE:
+            return x.unfold(2, kh, sh).unfold(3, kw, sw)
+        rows = x.unfold(2, dh * (kh - 1) + 1, sh)[..., ::dh]  # (N, C, OH, W, kh)
+        return rows.unfold(3, dw * (kw - 1) + 1, sw)[..., ::dw]
     if name in ("numpy", "cupy"):
         s0, s1, s2, s3 = x.strides
         return mod.lib.stride_tricks.as_strided(
-            x, shape=(n, c, oh, ow, kh, kw), strides=(s0, s1, s2 * sh, s3 * sw, s2, s3)
+            x, shape=(n, c, oh, ow, kh, kw),
+            strides=(s0, s1, s2 * sh, s3 * sw, s2 * dh, s3 * dw),
         )
     xp = backend.xp
-    pieces = window_slices(x, kernel, stride)
+    pieces = window_slices(x, kernel, stride, dilation)
     return xp.reshape(xp.stack(pieces, axis=4), (n, c, oh, ow, kh, kw))
 
 
-def window_slices(x: Any, kernel: Pair, stride: Pair) -> list[Any]:
+def window_slices(x: Any, kernel: Pair, stride: Pair, dilation: Pair = _ONE) -> list[Any]:
     """The kh·kw strided slices of an (already padded) (N, C, H, W) array, in (i, j) order.
 
-    Slice (i, j) is ``x[:, :, i : i + sh·(OH−1) + 1 : sh, j : … : sw]``, shape (N, C, OH, OW):
-    element (n, c, p, q) of it is entry (i, j) of the window at output pixel (p, q).
+    Slice (i, j) is ``x[:, :, d·i : d·i + sh·(OH−1) + 1 : sh, d·j : … : sw]``, shape
+    (N, C, OH, OW): element (n, c, p, q) of it is entry (i, j) of the window at output
+    pixel (p, q).
     """
     kh, kw = kernel
     sh, sw = stride
-    oh, ow = _stops(tuple(x.shape), kernel, stride)
+    dh, dw = dilation
+    oh, ow = _stops(tuple(x.shape), kernel, stride, dilation)
     return [
-        x[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+        x[:, :, dh * i:dh * i + sh * (oh - 1) + 1:sh, dw * j:dw * j + sw * (ow - 1) + 1:sw]
         for i in range(kh)
         for j in range(kw)
     ]
 
 
 def fold_slices(pieces: Iterable[Any], padded_shape: tuple[int, ...], kernel: Pair, stride: Pair,
-                like: Any) -> Any:
+                like: Any, dilation: Pair = _ONE) -> Any:
     """Adjoint of :func:`window_slices`: Σ over (i, j) of piece (i, j) added at its offset.
 
     ``pieces`` (any iterable, e.g. a generator, so only one piece need exist at a
     time) yields kh·kw arrays of shape (N, C, OH, OW) in (i, j) order. Returns an
     array of ``padded_shape`` (N, C, H, W) with the dtype (and device) of ``like``;
-    crop it with :func:`crop2d`. Where windows do not overlap (stride ≥ kernel)
-    every element is written at most once, so pieces are assigned, not added,
-    and when they also tile the image exactly nothing is zero-filled first.
+    crop it with :func:`crop2d`. Where windows do not overlap (stride ≥ the span
+    d·(k − 1) + 1 of a window) every element is written at most once, so pieces are
+    assigned, not added, and when they also tile the image exactly nothing is
+    zero-filled first.
     """
     kh, kw = kernel
     sh, sw = stride
+    dh, dw = dilation
     n, c, h, w = padded_shape
-    oh, ow = _stops(tuple(padded_shape), kernel, stride)
-    overlap = sh < kh or sw < kw
-    covered = not overlap and sh == kh and sw == kw and oh * sh == h and ow * sw == w
+    oh, ow = _stops(tuple(padded_shape), kernel, stride, dilation)
+    span_h, span_w = dh * (kh - 1) + 1, dw * (kw - 1) + 1
+    overlap = sh < span_h or sw < span_w
+    covered = (not overlap and sh == kh == span_h and sw == kw == span_w
+               and oh * sh == h and ow * sw == w)
     fast = backend.name in _FAST
     if fast:
         out = _channels_last((n, c, h, w), like.dtype, like, None if covered else 0.0)
     else:
         out = backend.xp.zeros((n, c, h, w), dtype=like.dtype)
-    offsets = [(i, j) for i in range(kh) for j in range(kw)]
+    offsets = [(dh * i, dw * j) for i in range(kh) for j in range(kw)]
     for (i, j), piece in zip(offsets, pieces, strict=True):
         key = (slice(None), slice(None), slice(i, i + sh * (oh - 1) + 1, sh),
                slice(j, j + sw * (ow - 1) + 1, sw))
@@ -192,12 +232,18 @@ def masked(mask: Any, x: Any) -> Any:
     return xp.where(mask, x, xp.zeros((), dtype=x.dtype))
 
 
-def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, out: Any = None) -> Any:
+def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pads, out: Any = None, *,
+           dilation: Pair = _ONE, groups: int = 1) -> Any:
     """Windows of an (N, C, H, W) image as the rows of one matrix: (N·OH·OW, kh·kw·C).
 
     Row (n, p, q) holds the window under output pixel (p, q) of sample n, its
     columns ordered (i, j, c). ``im2col(x) @ W₂ᵀ``, with ``W₂`` the (out, C, kh, kw)
     kernel permuted to (out, kh, kw, C) and flattened, is the convolution.
+
+    ``groups`` > 1 (a grouped convolution): the channels form ``groups`` consecutive
+    blocks of C/groups and the result is (groups, N·OH·OW, kh·kw·C/groups), block g
+    the windows of its own channels (columns (i, j, c'), c = g·C/groups + c'): one
+    batched GEMM with the (groups, out/groups, kh·kw·C/groups) kernel convolves them all.
 
     ``out``: a previous result to overwrite when it has the right shape, dtype and
     device (NumPy, CuPy, PyTorch). Reusing it saves the page faults of a fresh
@@ -206,35 +252,47 @@ def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pair, out: Any = None) -
     """
     n, c = x.shape[0], x.shape[1]
     kh, kw = kernel
+    cg = c // groups
     xpad = pad2d(x, padding)
-    oh, ow = _stops(tuple(xpad.shape), kernel, stride)
+    oh, ow = _stops(tuple(xpad.shape), kernel, stride, dilation)
+    rows = n * oh * ow
+    shape = (rows, kh * kw * c) if groups == 1 else (groups, rows, kh * kw * cg)
     xp = backend.xp
     if backend.name in _FAST:
-        if backend.name == "numpy" and c > 1 and padding == (0, 0) and x.strides[1] != x.itemsize:
+        if backend.name == "numpy" and c > 1 and xpad is x and x.strides[1] != x.itemsize:
             xpad = empty_like(x)  # a channels-last copy makes the gather below contiguous
             xpad[...] = x
-        windows = window_view(xpad, kernel, stride)  # (N, C, OH, OW, kh, kw), a view
-        shape = (n * oh * ow, kh * kw * c)
+        windows = window_view(xpad, kernel, stride, dilation)  # (N, C, OH, OW, kh, kw), a view
         if (out is None or tuple(out.shape) != shape or out.dtype != x.dtype
                 or out.device != x.device):
             out = xp.empty(shape, dtype=x.dtype, device=x.device)  # owned, never a view of x
         # the one gather: a view of a contiguous array, written in place
-        xp.reshape(out, (n, oh, ow, kh, kw, c))[...] = xp.permute_dims(windows, (0, 2, 3, 4, 5, 1))
+        if groups == 1:
+            xp.reshape(out, (n, oh, ow, kh, kw, c))[...] = xp.permute_dims(windows, (0, 2, 3, 4, 5, 1))
+        else:
+            blocks = xp.reshape(windows, (n, groups, cg, oh, ow, kh, kw))
+            xp.reshape(out, (groups, n, oh, ow, kh, kw, cg))[...] = xp.permute_dims(
+                blocks, (1, 0, 3, 4, 5, 6, 2))
         return out
-    pieces = [xp.permute_dims(p, (0, 2, 3, 1)) for p in window_slices(xpad, kernel, stride)]
-    return xp.reshape(xp.stack(pieces, axis=3), (n * oh * ow, kh * kw * c))
+    pieces = [xp.permute_dims(p, (0, 2, 3, 1)) for p in window_slices(xpad, kernel, stride, dilation)]
+    cols = xp.stack(pieces, axis=3)  # (N, OH, OW, kh·kw, C)
+    if groups == 1:
+        return xp.reshape(cols, shape)
+    cols = xp.reshape(cols, (n, oh, ow, kh * kw, groups, cg))
+    return xp.reshape(xp.permute_dims(cols, (4, 0, 1, 2, 3, 5)), shape)
 
 
-def _padded_geometry(input_shape: tuple[int, ...], kernel: Pair, stride: Pair,
-                     padding: Pair) -> tuple[tuple[int, int, int, int], int, int]:
+def _padded_geometry(input_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pads,
+                     dilation: Pair = _ONE) -> tuple[tuple[int, int, int, int], int, int]:
     """The padded input shape and the output height and width of a window pass."""
     n, c, h, w = input_shape
-    padded = (n, c, h + 2 * padding[0], w + 2 * padding[1])
-    return padded, *_stops(padded, kernel, stride)
+    top, bottom, left, right = sides(padding)
+    padded = (n, c, h + top + bottom, w + left + right)
+    return padded, *_stops(padded, kernel, stride, dilation)
 
 
 def col2im_matmul(grad: Any, w2: Any, input_shape: tuple[int, ...], kernel: Pair, stride: Pair,
-                  padding: Pair) -> Any:
+                  padding: Pads, *, dilation: Pair = _ONE, groups: int = 1) -> Any:
     """``col2im(grad @ w2, ...)`` without the (N·OH·OW, kh·kw·C) intermediate.
 
     ``grad`` is (N·OH·OW, out) and ``w2`` (out, kh·kw·C) with columns ordered (i, j, c):
@@ -242,30 +300,177 @@ def col2im_matmul(grad: Any, w2: Any, input_shape: tuple[int, ...], kernel: Pair
     offset's (N·OH·OW, C) contribution, added straight into the channels-last input
     gradient (contiguous runs of OW·C numbers on both sides of the add). Same
     FLOPs as the single GEMM, a kh·kw-times smaller temporary, and no gather pass.
+
+    ``groups`` > 1: ``w2`` is (groups, out/groups, kh·kw·C/groups) and each offset's
+    contribution is one batched GEMM, group g's (N·OH·OW, C/groups) block landing in
+    channels g·C/groups … of the (N·OH·OW, C) piece (on NumPy written there directly).
     """
     n, c, _, _ = input_shape
-    padded, oh, ow = _padded_geometry(input_shape, kernel, stride, padding)
+    cg = c // groups
+    padded, oh, ow = _padded_geometry(input_shape, kernel, stride, padding, dilation)
+    rows = n * oh * ow
     xp = backend.xp
-    buf = xp.empty((n * oh * ow, c), dtype=grad.dtype)  # reused: each piece is folded in before the next
+    # reused: each piece is folded in before the next
+    buf = xp.empty((rows, c), dtype=grad.dtype, device=grad.device)
+    if groups > 1:
+        grad3 = xp.permute_dims(xp.reshape(grad, (rows, groups, -1)), (1, 0, 2))  # (groups, rows, out/g)
+        # NumPy's matmul writes through a strided view: group g's block of buf, (rows, C/groups)
+        buf3 = xp.permute_dims(xp.reshape(buf, (rows, groups, cg)), (1, 0, 2)) \
+            if backend.name == "numpy" else None
 
-    def pieces() -> Iterable[Any]:
-        for t in range(kernel[0] * kernel[1]):
-            piece = backend.library.matmul_into(grad, w2[:, t * c:(t + 1) * c], out=buf)
-            yield xp.permute_dims(xp.reshape(piece, (n, oh, ow, c)), (0, 3, 1, 2))
+    def piece(t: int) -> Any:
+        if groups == 1:
+            return backend.library.matmul_into(grad, w2[:, t * c:(t + 1) * c], out=buf)
+        block = w2[:, :, t * cg:(t + 1) * cg]  # (groups, out/groups, C/groups)
+        if buf3 is not None:
+            backend.library.matmul_into(grad3, block, out=buf3)
+            return buf
+        return xp.reshape(xp.permute_dims(grad3 @ block, (1, 0, 2)), (rows, c))
 
-    return crop2d(fold_slices(pieces(), padded, kernel, stride, like=grad), padding)
+    pieces = (xp.permute_dims(xp.reshape(piece(t), (n, oh, ow, c)), (0, 3, 1, 2))
+              for t in range(kernel[0] * kernel[1]))
+    return crop2d(fold_slices(pieces, padded, kernel, stride, like=grad, dilation=dilation),
+                  padding)
 
 
-def col2im(cols: Any, input_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pair) -> Any:
-    """Adjoint of :func:`im2col`: the (N, C, H, W) gradient from (N·OH·OW, kh·kw·C) rows.
+def col2im(cols: Any, input_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pads, *,
+           dilation: Pair = _ONE, groups: int = 1) -> Any:
+    """Adjoint of :func:`im2col`: the (N, C, H, W) gradient from (N·OH·OW, kh·kw·C) rows
+    (from (groups, N·OH·OW, kh·kw·C/groups) blocks when ``groups`` > 1).
 
     Every window entry is added back to the pixel it was read from (a loop of
     kh·kw strided adds); the padding border is dropped.
     """
     n, c, _, _ = input_shape
-    kh, kw = kernel
-    padded, oh, ow = _padded_geometry(input_shape, kernel, stride, padding)
+    taps = kernel[0] * kernel[1]
+    padded, oh, ow = _padded_geometry(input_shape, kernel, stride, padding, dilation)
     xp = backend.xp
-    cols5 = xp.reshape(cols, (n, oh, ow, kh * kw, c))
-    pieces = (xp.permute_dims(cols5[:, :, :, t, :], (0, 3, 1, 2)) for t in range(kh * kw))
-    return crop2d(fold_slices(pieces, padded, kernel, stride, like=cols), padding)
+    if groups > 1:  # (groups, rows, taps, C/groups) -> (rows, taps, C): the groups' columns side by side
+        cols = xp.reshape(cols, (groups, n * oh * ow, taps, c // groups))
+        cols = xp.reshape(xp.permute_dims(cols, (1, 2, 0, 3)), (n * oh * ow, taps * c))
+    cols5 = xp.reshape(cols, (n, oh, ow, taps, c))
+    pieces = (xp.permute_dims(cols5[:, :, :, t, :], (0, 3, 1, 2)) for t in range(taps))
+    return crop2d(fold_slices(pieces, padded, kernel, stride, like=cols, dilation=dilation), padding)
+
+
+# ---------------------------------------------------------------- depthwise convolution
+# One kernel per channel, m outputs per input channel: weight (C, m, kh, kw), output
+# channel c·m + k from input channel c. Each is a sum over the kh·kw taps of a strided
+# slice times a per-channel weight: no im2col matrix (it would be kh·kw times the input
+# for a GEMM of inner size kh·kw). NumPy contracts the taps with one einsum over the
+# window view, channels innermost (contiguous in channels-last memory, where its SIMD
+# loop runs several times faster than over the taps); every other namespace loops over
+# the taps with elementwise array operations (GPU kernels on CuPy and PyTorch).
+
+
+def _channels_fastest(x: Any) -> Any:
+    """NumPy: ``x`` itself when its channels are adjacent in memory (channels-last), else a
+    channels-last copy: the einsums below run their inner loop over the channels."""
+    if x.shape[1] == 1 or x.strides[1] == x.itemsize:
+        return x
+    out = empty_like(x)
+    out[...] = x
+    return out
+
+
+def _contiguous(w: Any) -> Any:
+    """NumPy: a C-contiguous copy of a small (permuted) kernel; einsum's inner loop over
+    the channels runs several times slower on a strided operand."""
+    return backend.module.ascontiguousarray(w)
+
+
+def _taps_channels_last(x: Any, kernel: Pair, stride: Pair, dilation: Pair) -> Any:
+    """NumPy: the window view of a padded (N, C, H, W) image as (N, OH, OW, kh, kw, C)."""
+    view = window_view(_channels_fastest(x), kernel, stride, dilation)
+    return backend.xp.permute_dims(view, (0, 2, 3, 4, 5, 1))
+
+
+def depthwise(xpad: Any, weight: Any, stride: Pair, dilation: Pair = _ONE) -> Any:
+    """y[n, c·m + k, p, q] = Σ_(i,j) W[c, k, i, j] · X[n, c, s·p + d·i, s·q + d·j]: the
+    depthwise convolution of the already padded (N, C, H, W) ``xpad`` with ``weight``
+    (C, m, kh, kw); returns (N, C·m, OH, OW) (channels-last memory on NumPy)."""
+    c, m, kh, kw = weight.shape
+    n = xpad.shape[0]
+    oh, ow = _stops(tuple(xpad.shape), (kh, kw), stride, dilation)
+    xp = backend.xp
+    if backend.name == "numpy":
+        taps = _taps_channels_last(xpad, (kh, kw), stride, dilation)  # (N, OH, OW, kh, kw, C)
+        w_last = _contiguous(xp.permute_dims(weight, (1, 2, 3, 0)))  # (m, kh, kw, C)
+        out = xp.empty((n, oh, ow, c, m), dtype=xpad.dtype)
+        for k in range(m):
+            backend.module.einsum("npqijc,ijc->npqc", taps, w_last[k], out=out[..., k])
+        return xp.permute_dims(xp.reshape(out, (n, oh, ow, c * m)), (0, 3, 1, 2))
+    y = None
+    for t, piece in enumerate(window_slices(xpad, (kh, kw), stride, dilation)):
+        w_t = xp.reshape(weight[:, :, t // kw, t % kw], (1, c, m, 1, 1))
+        term = xp.reshape(piece, (n, c, 1, oh, ow)) * w_t  # (N, C, m, OH, OW)
+        if y is None:
+            y = term
+        else:
+            y += term
+    return xp.reshape(y, (n, c * m, oh, ow))
+
+
+def depthwise_weight_grad(xpad: Any, grad: Any, kernel: Pair, stride: Pair,
+                          dilation: Pair = _ONE) -> Any:
+    """dL/dW[c, k, i, j] = Σ_(n,p,q) g[n, c·m + k, p, q] · X[n, c, s·p + d·i, s·q + d·j]:
+    the (C, m, kh, kw) weight gradient of :func:`depthwise` from ``grad`` (N, C·m, OH, OW)."""
+    n, c = xpad.shape[0], xpad.shape[1]
+    kh, kw = kernel
+    m = grad.shape[1] // c
+    oh, ow = grad.shape[2], grad.shape[3]
+    xp = backend.xp
+    if backend.name == "numpy":
+        taps = _taps_channels_last(xpad, kernel, stride, dilation)  # (N, OH, OW, kh, kw, C)
+        g = xp.reshape(xp.permute_dims(_channels_fastest(grad), (0, 2, 3, 1)), (n, oh, ow, c, m))
+        dw = xp.empty((m, kh, kw, c), dtype=grad.dtype)
+        for k in range(m):
+            backend.module.einsum("npqijc,npqc->ijc", taps, g[..., k], out=dw[k])
+        return xp.permute_dims(dw, (3, 0, 1, 2))
+    g = xp.reshape(grad, (n, c, m, oh, ow))
+    sums = [xp.sum(g * xp.reshape(piece, (n, c, 1, oh, ow)), axis=(0, 3, 4))  # (C, m) per tap
+            for piece in window_slices(xpad, kernel, stride, dilation)]
+    return xp.reshape(xp.stack(sums, axis=2), (c, m, kh, kw))
+
+
+def depthwise_input_grad(grad: Any, weight: Any, input_shape: tuple[int, ...], stride: Pair,
+                         padding: Pads, dilation: Pair = _ONE) -> Any:
+    """dL/dx[n, c, h, w] = Σ_(k,i,j) W[c, k, i, j] · g[n, c·m + k, p, q] over the (p, q, i, j)
+    with s·p + d·i = h + top (and likewise for w): the (N, C, H, W) input gradient of
+    :func:`depthwise` on an input padded by ``padding``.
+
+    The kh·kw pieces g·W[:, :, i, j] (summed over k) are folded back at their offsets
+    (:func:`fold_slices`). With stride 1 (and padding within the window's reach d·(k − 1),
+    e.g. "same") NumPy computes the same sum as one einsum instead: dL/dx is the
+    correlation of the gradient, padded by d·(k − 1) − padding, with the flipped kernel.
+    """
+    c, m, kh, kw = weight.shape
+    n, _, h, w = input_shape
+    oh, ow = grad.shape[2], grad.shape[3]
+    top, bottom, left, right = sides(padding)
+    reach_h, reach_w = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+    xp = backend.xp
+    if (backend.name == "numpy" and stride == _ONE
+            and max(top, bottom) <= reach_h and max(left, right) <= reach_w):
+        gpad = pad2d(grad, (reach_h - top, reach_h - bottom, reach_w - left, reach_w - right))
+        taps = _taps_channels_last(gpad, (kh, kw), _ONE, dilation)  # (N, H, W, kh, kw, C·m)
+        taps = xp.reshape(taps, (n, h, w, kh, kw, c, m))
+        flipped = _contiguous(xp.permute_dims(weight[:, :, ::-1, ::-1], (1, 2, 3, 0)))  # (m, kh, kw, C)
+        dx = xp.empty((n, h, w, c), dtype=grad.dtype)
+        backend.module.einsum("npqijc,ijc->npqc", taps[..., 0], flipped[0], out=dx)
+        for k in range(1, m):
+            dx += backend.module.einsum("npqijc,ijc->npqc", taps[..., k], flipped[k])
+        return xp.permute_dims(dx, (0, 3, 1, 2))
+    padded, _, _ = _padded_geometry(input_shape, (kh, kw), stride, padding, dilation)
+    g = xp.reshape(grad, (n, c, m, oh, ow))
+
+    def pieces() -> Iterable[Any]:
+        for t in range(kh * kw):
+            w_t = weight[:, :, t // kw, t % kw]  # (C, m)
+            if m == 1:
+                yield grad * xp.reshape(w_t, (1, c, 1, 1))
+            else:
+                yield xp.sum(g * xp.reshape(w_t, (1, c, m, 1, 1)), axis=2)
+
+    return crop2d(fold_slices(pieces(), padded, (kh, kw), stride, like=grad, dilation=dilation),
+                  padding)

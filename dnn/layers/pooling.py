@@ -14,6 +14,13 @@ AvgPool2D:  y = (1 / kh·kw) Σ_(i,j) X[.., s·p + i, s·q + j]  (X zero-padded;
             padding counts in the divisor, PyTorch's count_include_pad=True);
             dL/dx: each window entry receives g / (kh·kw), summed where windows overlap.
 GlobalAvgPool2D: (N, C, H, W) -> (N, C), y = mean over H, W;  dL/dx = g / (H·W) everywhere.
+GlobalMaxPool2D: (N, C, H, W) -> (N, C), y = max over H, W;  dL/dx = g at the arg-max of each
+            feature map, 0 elsewhere. Ties: ONE winner, the first maximum in row-major order
+            (as ``torch.nn.AdaptiveMaxPool2d(1)`` and MaxPool2D pick it); ``torch.amax`` would
+            instead split g evenly among the tied maxima — the same function, another subgradient.
+
+PyTorch oracles: ``torch.nn.functional.max_pool2d`` / ``avg_pool2d`` (kernel, stride, padding),
+``adaptive_avg_pool2d(x, 1)`` and ``adaptive_max_pool2d(x, 1)`` flattened to (N, C).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import Any
 from dnn import backend
 from dnn.backend import windows
 from dnn.layers.base import Context, Layer, register
-from dnn.layers.conv import _pair, check_nchw
+from dnn.layers.conv_base import check_nchw, pair
 
 
 class _Pool2D(Layer):
@@ -33,9 +40,9 @@ class _Pool2D(Layer):
                  stride: int | tuple[int, int] | None = None,
                  padding: int | tuple[int, int] = 0) -> None:
         name = type(self).__name__
-        self.kernel_size = _pair(kernel_size, "kernel_size", name, 1)
-        self.stride = self.kernel_size if stride is None else _pair(stride, "stride", name, 1)
-        self.padding = _pair(padding, "padding", name, 0)
+        self.kernel_size = pair(kernel_size, "kernel_size", name, 1)
+        self.stride = self.kernel_size if stride is None else pair(stride, "stride", name, 1)
+        self.padding = pair(padding, "padding", name, 0)
         for p, k in zip(self.padding, self.kernel_size):
             if p > k // 2:
                 raise ValueError(
@@ -126,6 +133,30 @@ class GlobalAvgPool2D(Layer):
         xp = backend.xp
         _, _, h, w = ctx.shape
         return grad[:, :, None, None] * xp.full((1, 1, h, w), 1.0 / (h * w), dtype=grad.dtype)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(input_shape[:2])
+
+
+@register
+class GlobalMaxPool2D(Layer):
+    """``GlobalMaxPool2D()``: (N, C, H, W) -> (N, C), the maximum of each feature map; the
+    gradient goes to its first arg-max (row-major), as in ``torch.nn.AdaptiveMaxPool2d(1)``."""
+
+    def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
+        check_nchw(self, x, None, (1, 1), (0, 0))
+        xp = backend.xp
+        n, c, h, w = x.shape
+        flat = xp.reshape(x, (n, c, h * w))
+        ctx.index, ctx.shape = xp.argmax(flat, axis=2), tuple(x.shape)  # the first maximum
+        return xp.max(flat, axis=2)
+
+    def backward_with(self, ctx: Context, grad: Any) -> Any:
+        xp = backend.xp
+        n, c, h, w = ctx.shape
+        index = ctx.index
+        winner = xp.arange(h * w, dtype=index.dtype, device=index.device) == index[:, :, None]  # (N, C, H·W)
+        return xp.reshape(windows.masked(winner, grad[:, :, None]), (n, c, h, w))
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return tuple(input_shape[:2])
