@@ -1,6 +1,6 @@
 """CuPy: arrays in CUDA device memory, ufuncs with ``out=``, its own clip/sign (the
 portable ones sync through boolean masks), ``cupyx.scatter_add``, SciPy-style erf, and
-the counter-based generator, whose state can be saved (see :class:`ArrayLibrary`)."""
+the counter-based generator, whose state can be saved (see :class:`~dnn.backend.library.ArrayLibrary`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from dnn.backend import random
-from dnn.backend.library import INTO, ArrayLibrary
+from dnn.backend.strided_library import StridedLibrary
 from dnn.errors import BackendError
 
 
@@ -23,7 +23,7 @@ def _no_gpu(module: ModuleType, exc: BaseException | None) -> str:
             "backend (numpy, torch)")
 
 
-class CupyLibrary(ArrayLibrary):
+class CupyLibrary(StridedLibrary):
     name = "cupy"
     supports_nccl = True
     # cupy.random.Generator's state lives in device memory CuPy cannot read back, and
@@ -38,9 +38,6 @@ class CupyLibrary(ArrayLibrary):
             raise BackendError(f"backend 'cupy' cannot be used: {_no_gpu(module, exc)}") from exc
         if not count:
             raise BackendError(f"backend 'cupy' cannot be used: {_no_gpu(module, None)}")
-
-    def asarray(self, x: Any, dtype: Any = None) -> Any:
-        return self.xp.asarray(x, dtype=dtype)
 
     def to_numpy(self, x: Any) -> np.ndarray:
         return x if isinstance(x, np.ndarray) else self.module.asnumpy(x)
@@ -63,30 +60,13 @@ class CupyLibrary(ArrayLibrary):
         pool = self.module.get_default_memory_pool()
         return {"used_bytes": pool.used_bytes(), "total_bytes": pool.total_bytes()}
 
-    def matmul_into(self, a: Any, b: Any, out: Any) -> Any:
-        return self.module.matmul(a, b, out=out)
-
-    def elementwise_into(self, name: str, *args: Any, out: Any) -> Any:
-        if name not in INTO:
-            return super().elementwise_into(name, *args, out=out)
-        return getattr(self.module, name)(*args, out=out)
-
     def scratch_elements(self) -> int:
         return 1 << 62  # the whole buffer at once: fewer kernel launches
-
-    def clip(self, x: Any, low: float, high: float) -> Any:
-        return self.module.clip(x, low, high)
-
-    def sign(self, x: Any) -> Any:
-        return self.module.sign(x)
 
     def erf(self, x: Any) -> Any:
         import cupyx.scipy.special
 
         return cupyx.scipy.special.erf(x)
-
-    def take_along_last(self, x: Any, labels: Any) -> Any:
-        return self.module.take_along_axis(x, labels[:, None], axis=1)[:, 0]
 
     def scatter_add_rows(self, num_rows: int, index: Any, values: Any) -> Any:
         import cupyx

@@ -19,7 +19,10 @@ Methods, by concern:
   :meth:`scratch_elements`;
 - elementwise functions the standard lacks or gets slowly: :meth:`clip`, :meth:`sign`,
   :meth:`erf`;
-- gathers and scatters: :meth:`take_along_last`, :meth:`scatter_add_rows`.
+- gathers and scatters: :meth:`take_along_last`, :meth:`scatter_add_rows`;
+- sliding windows (the algorithms are in :mod:`dnn.backend.windows`; these are the parts
+  a library does its own way): :meth:`channels_last`, :meth:`channels_last_copy`,
+  :meth:`window_view`, :meth:`masked`, :meth:`depthwise` and its two gradients.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from dnn.backend import ops, random
+from dnn.backend import ops, random, windows
 
 #: elementwise functions :meth:`ArrayLibrary.elementwise_into` accepts (the same name in
 #: numpy, cupy, torch and the Array API standard)
@@ -43,6 +46,11 @@ class ArrayLibrary:
     name = "array_api_strict"
     #: NCCL can reduce this library's arrays (CUDA device memory)
     supports_nccl = False
+    #: arrays can be written in place through strided views and allocated with any memory
+    #: layout (channels-last images, in-place adds into window slices)
+    strided_writes = False
+    #: ``matmul_into`` can write into a strided (non-contiguous) ``out``
+    matmul_into_strided = False
     #: the generator class of :mod:`dnn.backend.random` this library draws from
     generator_class: type = random.NumpyGenerator
 
@@ -150,3 +158,45 @@ class ArrayLibrary:
         flat = xp.reshape(values, (values.shape[0], width))
         summed = ops.one_hot(index, shape[0], values.dtype).T @ flat
         return xp.reshape(summed, shape)
+
+    # ------------------------------------------------------------ sliding windows
+    def channels_last(self, shape: tuple[int, ...], dtype: Any, like: Any,
+                      fill: float | None) -> Any:
+        """An (N, C, H, W) array, uninitialised (``fill`` None) or filled, on ``like``'s
+        device; with channels-last memory where the library allows it (portable: NCHW)."""
+        if fill is None or fill == 0:
+            return self.xp.zeros(shape, dtype=dtype)
+        return self.xp.full(shape, fill, dtype=dtype)
+
+    def channels_last_copy(self, x: Any) -> Any:
+        """``x`` with its channels adjacent in memory where that speeds up the window
+        gather (NumPy); ``x`` itself elsewhere."""
+        return x
+
+    def window_view(self, x: Any, shape: tuple[int, int, int, int], kernel: tuple[int, int],
+                    stride: tuple[int, int], dilation: tuple[int, int]) -> Any:
+        """All windows of a padded (N, C, H, W) image as an (N, C, OH, OW, kh, kw) strided
+        view without a copy (``shape`` is (N, C, OH, OW)); None where the library has no
+        such views (the caller stacks the slices instead)."""
+        return None
+
+    def masked(self, mask: Any, x: Any) -> Any:
+        """``x`` where ``mask`` is true, else 0, in ``x``'s dtype."""
+        return self.xp.where(mask, x, self.xp.zeros((), dtype=x.dtype))
+
+    def depthwise(self, xpad: Any, weight: Any, stride: tuple[int, int],
+                  dilation: tuple[int, int]) -> Any:
+        """:func:`dnn.backend.windows.depthwise` (portable: a loop over the kh·kw taps)."""
+        return windows.depthwise_by_taps(xpad, weight, stride, dilation)
+
+    def depthwise_weight_grad(self, xpad: Any, grad: Any, kernel: tuple[int, int],
+                              stride: tuple[int, int], dilation: tuple[int, int]) -> Any:
+        """:func:`dnn.backend.windows.depthwise_weight_grad` (portable: one sum per tap)."""
+        return windows.depthwise_weight_grad_by_taps(xpad, grad, kernel, stride, dilation)
+
+    def depthwise_input_grad(self, grad: Any, weight: Any, input_shape: tuple[int, ...],
+                             stride: tuple[int, int], padding: tuple[int, ...],
+                             dilation: tuple[int, int]) -> Any:
+        """:func:`dnn.backend.windows.depthwise_input_grad` (portable: kh·kw folded pieces)."""
+        return windows.depthwise_input_grad_by_taps(grad, weight, input_shape, stride, padding,
+                                                    dilation)

@@ -14,6 +14,7 @@ from dnn.backend.library import INTO, ArrayLibrary
 class TorchLibrary(ArrayLibrary):
     name = "torch"
     generator_class = random.TorchGenerator
+    strided_writes = True
 
     def asarray(self, x: Any, dtype: Any = None) -> Any:
         if isinstance(x, np.ndarray):
@@ -48,6 +49,9 @@ class TorchLibrary(ArrayLibrary):
     def elementwise_into(self, name: str, *args: Any, out: Any) -> Any:
         if name not in INTO:
             return super().elementwise_into(name, *args, out=out)
+        if name in ("maximum", "minimum"):  # torch's take tensors only, not Python numbers
+            args = tuple(a if isinstance(a, self.module.Tensor) else
+                         self.module.as_tensor(a, dtype=out.dtype, device=out.device) for a in args)
         return getattr(self.module, name)(*args, out=out)
 
     def scratch_elements(self) -> int:
@@ -67,3 +71,23 @@ class TorchLibrary(ArrayLibrary):
         out = self.module.zeros((int(num_rows), *values.shape[1:]), dtype=values.dtype,
                                 device=values.device)
         return out.index_add_(0, index, values)
+
+    def channels_last(self, shape: tuple[int, ...], dtype: Any, like: Any,
+                      fill: float | None) -> Any:
+        n, c, h, w = shape
+        make = self.module.empty if fill is None else self.module.zeros
+        out = make((n, h, w, c), dtype=dtype, device=like.device)
+        if fill:
+            out.fill_(fill)
+        return out.permute(0, 3, 1, 2)
+
+    def window_view(self, x: Any, shape: tuple[int, int, int, int], kernel: tuple[int, int],
+                    stride: tuple[int, int], dilation: tuple[int, int]) -> Any:
+        (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+        if dilation == (1, 1):
+            return x.unfold(2, kh, sh).unfold(3, kw, sw)
+        rows = x.unfold(2, dh * (kh - 1) + 1, sh)[..., ::dh]  # (N, C, OH, W, kh)
+        return rows.unfold(3, dw * (kw - 1) + 1, sw)[..., ::dw]
+
+    def masked(self, mask: Any, x: Any) -> Any:
+        return x * mask  # branch-free: where runs several times slower on random masks

@@ -47,7 +47,6 @@ Pair = tuple[int, int]
 #: padding: (ph, pw) on both sides of each axis, or (top, bottom, left, right)
 Pads = tuple[int, ...]
 
-_FAST = ("numpy", "cupy", "torch")
 _ONE = (1, 1)
 
 
@@ -67,32 +66,9 @@ def sides(padding: Pads) -> tuple[int, int, int, int]:
     return top, bottom, left, right
 
 
-def _channels_last(shape: tuple[int, ...], dtype: Any, like: Any, fill: float | None) -> Any:
-    """An (N, C, H, W) array whose memory is NHWC (fast backends); NCHW otherwise."""
-    n, c, h, w = shape
-    name, mod = backend.name, backend.module
-    if name == "torch":
-        out = (mod.empty if fill is None else mod.zeros)((n, h, w, c), dtype=dtype, device=like.device)
-        if fill:
-            out.fill_(fill)
-        return out.permute(0, 3, 1, 2)
-    if name in ("numpy", "cupy"):
-        if fill is None:
-            out = mod.empty((n, h, w, c), dtype=dtype)
-        elif fill == 0:
-            out = mod.zeros((n, h, w, c), dtype=dtype)
-        else:
-            out = mod.full((n, h, w, c), fill, dtype=dtype)
-        return out.transpose(0, 3, 1, 2)
-    xp = backend.xp
-    if fill is None or fill == 0:
-        return xp.zeros(shape, dtype=dtype)
-    return xp.full(shape, fill, dtype=dtype)
-
-
 def empty_like(x: Any, fill: float | None = None) -> Any:
     """An uninitialised (or ``fill``-ed) array shaped like the 4-D ``x``, channels-last in memory."""
-    return _channels_last(tuple(x.shape), x.dtype, x, fill)
+    return backend.library.channels_last(tuple(x.shape), x.dtype, x, fill)
 
 
 def pad2d(x: Any, padding: Pads, value: float = 0.0) -> Any:
@@ -102,8 +78,9 @@ def pad2d(x: Any, padding: Pads, value: float = 0.0) -> Any:
     if not (top or bottom or left or right):
         return x
     n, c, h, w = x.shape
-    if backend.name in _FAST:
-        out = _channels_last((n, c, h + top + bottom, w + left + right), x.dtype, x, value)
+    if backend.library.strided_writes:
+        out = backend.library.channels_last((n, c, h + top + bottom, w + left + right), x.dtype,
+                                            x, value)
         out[:, :, top:top + h, left:left + w] = x
         return out
     xp = backend.xp
@@ -137,25 +114,15 @@ def window_view(x: Any, kernel: Pair, stride: Pair, dilation: Pair = _ONE) -> An
     """All kh × kw windows of an (already padded) (N, C, H, W) array: (N, C, OH, OW, kh, kw);
     entry (i, j) of the window at (p, q) is x[:, :, s·p + d·i, s·q + d·j].
 
-    A strided view (no copy) on NumPy, CuPy and PyTorch; a stacked copy elsewhere.
+    A strided view (no copy) where the library makes one (NumPy, CuPy: ``as_strided``;
+    PyTorch: ``Tensor.unfold``); a stacked copy elsewhere.
     """
     kh, kw = kernel
-    sh, sw = stride
-    dh, dw = dilation
     n, c = x.shape[0], x.shape[1]
     oh, ow = _stops(tuple(x.shape), kernel, stride, dilation)
-    name, mod = backend.name, backend.module
-    if name == "torch":
-        if dilation == _ONE:
-            return x.unfold(2, kh, sh).unfold(3, kw, sw)
-        rows = x.unfold(2, dh * (kh - 1) + 1, sh)[..., ::dh]  # (N, C, OH, W, kh)
-        return rows.unfold(3, dw * (kw - 1) + 1, sw)[..., ::dw]
-    if name in ("numpy", "cupy"):
-        s0, s1, s2, s3 = x.strides
-        return mod.lib.stride_tricks.as_strided(
-            x, shape=(n, c, oh, ow, kh, kw),
-            strides=(s0, s1, s2 * sh, s3 * sw, s2 * dh, s3 * dw),
-        )
+    view = backend.library.window_view(x, (n, c, oh, ow), kernel, stride, dilation)
+    if view is not None:
+        return view
     xp = backend.xp
     pieces = window_slices(x, kernel, stride, dilation)
     return xp.reshape(xp.stack(pieces, axis=4), (n, c, oh, ow, kh, kw))
@@ -200,9 +167,10 @@ def fold_slices(pieces: Iterable[Any], padded_shape: tuple[int, ...], kernel: Pa
     overlap = sh < span_h or sw < span_w
     covered = (not overlap and sh == kh == span_h and sw == kw == span_w
                and oh * sh == h and ow * sw == w)
-    fast = backend.name in _FAST
+    fast = backend.library.strided_writes
     if fast:
-        out = _channels_last((n, c, h, w), like.dtype, like, None if covered else 0.0)
+        out = backend.library.channels_last((n, c, h, w), like.dtype, like,
+                                            None if covered else 0.0)
     else:
         out = backend.xp.zeros((n, c, h, w), dtype=like.dtype)
     offsets = [(dh * i, dw * j) for i in range(kh) for j in range(kw)]
@@ -220,16 +188,10 @@ def fold_slices(pieces: Iterable[Any], padded_shape: tuple[int, ...], kernel: Pa
 
 
 def masked(mask: Any, x: Any) -> Any:
-    """``x`` where ``mask`` is true, else 0, in ``x``'s dtype (``xp.where(mask, x, 0)``).
-
-    NumPy, CuPy and PyTorch multiply by the boolean mask instead: ``where`` branches
-    per element and, on the random masks of ReLU and max pooling, runs several
-    times slower than the branch-free product.
-    """
-    if backend.name in _FAST:
-        return x * mask
-    xp = backend.xp
-    return xp.where(mask, x, xp.zeros((), dtype=x.dtype))
+    """``x`` where ``mask`` is true, else 0, in ``x``'s dtype (``xp.where(mask, x, 0)``,
+    or the branch-free ``x * mask`` where the library multiplies by booleans faster:
+    :meth:`~dnn.backend.library.ArrayLibrary.masked`)."""
+    return backend.library.masked(mask, x)
 
 
 def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pads, out: Any = None, *,
@@ -258,10 +220,9 @@ def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pads, out: Any = None, *
     rows = n * oh * ow
     shape = (rows, kh * kw * c) if groups == 1 else (groups, rows, kh * kw * cg)
     xp = backend.xp
-    if backend.name in _FAST:
-        if backend.name == "numpy" and c > 1 and xpad is x and x.strides[1] != x.itemsize:
-            xpad = empty_like(x)  # a channels-last copy makes the gather below contiguous
-            xpad[...] = x
+    if backend.library.strided_writes:
+        if xpad is x:  # NumPy: a channels-last copy makes the gather below contiguous
+            xpad = backend.library.channels_last_copy(x)
         windows = window_view(xpad, kernel, stride, dilation)  # (N, C, OH, OW, kh, kw), a view
         if (out is None or tuple(out.shape) != shape or out.dtype != x.dtype
                 or out.device != x.device):
@@ -314,9 +275,9 @@ def col2im_matmul(grad: Any, w2: Any, input_shape: tuple[int, ...], kernel: Pair
     buf = xp.empty((rows, c), dtype=grad.dtype, device=grad.device)
     if groups > 1:
         grad3 = xp.permute_dims(xp.reshape(grad, (rows, groups, -1)), (1, 0, 2))  # (groups, rows, out/g)
-        # NumPy's matmul writes through a strided view: group g's block of buf, (rows, C/groups)
+        # where matmul writes through a strided view (NumPy): group g's block of buf
         buf3 = xp.permute_dims(xp.reshape(buf, (rows, groups, cg)), (1, 0, 2)) \
-            if backend.name == "numpy" else None
+            if backend.library.matmul_into_strided else None
 
     def piece(t: int) -> Any:
         if groups == 1:
@@ -357,49 +318,41 @@ def col2im(cols: Any, input_shape: tuple[int, ...], kernel: Pair, stride: Pair, 
 # One kernel per channel, m outputs per input channel: weight (C, m, kh, kw), output
 # channel c·m + k from input channel c. Each is a sum over the kh·kw taps of a strided
 # slice times a per-channel weight: no im2col matrix (it would be kh·kw times the input
-# for a GEMM of inner size kh·kw). NumPy contracts the taps with one einsum over the
-# window view, channels innermost (contiguous in channels-last memory, where its SIMD
-# loop runs several times faster than over the taps); every other namespace loops over
-# the taps with elementwise array operations (GPU kernels on CuPy and PyTorch).
-
-
-def _channels_fastest(x: Any) -> Any:
-    """NumPy: ``x`` itself when its channels are adjacent in memory (channels-last), else a
-    channels-last copy: the einsums below run their inner loop over the channels."""
-    if x.shape[1] == 1 or x.strides[1] == x.itemsize:
-        return x
-    out = empty_like(x)
-    out[...] = x
-    return out
-
-
-def _contiguous(w: Any) -> Any:
-    """NumPy: a C-contiguous copy of a small (permuted) kernel; einsum's inner loop over
-    the channels runs several times slower on a strided operand."""
-    return backend.module.ascontiguousarray(w)
-
-
-def _taps_channels_last(x: Any, kernel: Pair, stride: Pair, dilation: Pair) -> Any:
-    """NumPy: the window view of a padded (N, C, H, W) image as (N, OH, OW, kh, kw, C)."""
-    view = window_view(_channels_fastest(x), kernel, stride, dilation)
-    return backend.xp.permute_dims(view, (0, 2, 3, 4, 5, 1))
+# for a GEMM of inner size kh·kw). The three entry points ask the library object; the
+# portable implementation (``*_by_taps``, below) loops over the taps with elementwise
+# array operations (GPU kernels on CuPy and PyTorch); NumPy contracts the taps with one
+# einsum over the window view instead (:class:`~dnn.backend.numpy_library.NumpyLibrary`).
 
 
 def depthwise(xpad: Any, weight: Any, stride: Pair, dilation: Pair = _ONE) -> Any:
     """y[n, c·m + k, p, q] = Σ_(i,j) W[c, k, i, j] · X[n, c, s·p + d·i, s·q + d·j]: the
     depthwise convolution of the already padded (N, C, H, W) ``xpad`` with ``weight``
-    (C, m, kh, kw); returns (N, C·m, OH, OW) (channels-last memory on NumPy)."""
+    (C, m, kh, kw); returns (N, C·m, OH, OW)."""
+    return backend.library.depthwise(xpad, weight, stride, dilation)
+
+
+def depthwise_weight_grad(xpad: Any, grad: Any, kernel: Pair, stride: Pair,
+                          dilation: Pair = _ONE) -> Any:
+    """dL/dW[c, k, i, j] = Σ_(n,p,q) g[n, c·m + k, p, q] · X[n, c, s·p + d·i, s·q + d·j]:
+    the (C, m, kh, kw) weight gradient of :func:`depthwise` from ``grad`` (N, C·m, OH, OW)."""
+    return backend.library.depthwise_weight_grad(xpad, grad, kernel, stride, dilation)
+
+
+def depthwise_input_grad(grad: Any, weight: Any, input_shape: tuple[int, ...], stride: Pair,
+                         padding: Pads, dilation: Pair = _ONE) -> Any:
+    """dL/dx[n, c, h, w] = Σ_(k,i,j) W[c, k, i, j] · g[n, c·m + k, p, q] over the (p, q, i, j)
+    with s·p + d·i = h + top (and likewise for w): the (N, C, H, W) input gradient of
+    :func:`depthwise` on an input padded by ``padding``."""
+    return backend.library.depthwise_input_grad(grad, weight, input_shape, stride, padding,
+                                                dilation)
+
+
+def depthwise_by_taps(xpad: Any, weight: Any, stride: Pair, dilation: Pair = _ONE) -> Any:
+    """:func:`depthwise` as Σ over the taps of slice · per-channel weight (portable)."""
     c, m, kh, kw = weight.shape
     n = xpad.shape[0]
     oh, ow = _stops(tuple(xpad.shape), (kh, kw), stride, dilation)
     xp = backend.xp
-    if backend.name == "numpy":
-        taps = _taps_channels_last(xpad, (kh, kw), stride, dilation)  # (N, OH, OW, kh, kw, C)
-        w_last = _contiguous(xp.permute_dims(weight, (1, 2, 3, 0)))  # (m, kh, kw, C)
-        out = xp.empty((n, oh, ow, c, m), dtype=xpad.dtype)
-        for k in range(m):
-            backend.module.einsum("npqijc,ijc->npqc", taps, w_last[k], out=out[..., k])
-        return xp.permute_dims(xp.reshape(out, (n, oh, ow, c * m)), (0, 3, 1, 2))
     y = None
     for t, piece in enumerate(window_slices(xpad, (kh, kw), stride, dilation)):
         w_t = xp.reshape(weight[:, :, t // kw, t % kw], (1, c, m, 1, 1))
@@ -411,56 +364,28 @@ def depthwise(xpad: Any, weight: Any, stride: Pair, dilation: Pair = _ONE) -> An
     return xp.reshape(y, (n, c * m, oh, ow))
 
 
-def depthwise_weight_grad(xpad: Any, grad: Any, kernel: Pair, stride: Pair,
-                          dilation: Pair = _ONE) -> Any:
-    """dL/dW[c, k, i, j] = Σ_(n,p,q) g[n, c·m + k, p, q] · X[n, c, s·p + d·i, s·q + d·j]:
-    the (C, m, kh, kw) weight gradient of :func:`depthwise` from ``grad`` (N, C·m, OH, OW)."""
+def depthwise_weight_grad_by_taps(xpad: Any, grad: Any, kernel: Pair, stride: Pair,
+                                  dilation: Pair = _ONE) -> Any:
+    """:func:`depthwise_weight_grad` as one reduction per tap (portable)."""
     n, c = xpad.shape[0], xpad.shape[1]
     kh, kw = kernel
     m = grad.shape[1] // c
     oh, ow = grad.shape[2], grad.shape[3]
     xp = backend.xp
-    if backend.name == "numpy":
-        taps = _taps_channels_last(xpad, kernel, stride, dilation)  # (N, OH, OW, kh, kw, C)
-        g = xp.reshape(xp.permute_dims(_channels_fastest(grad), (0, 2, 3, 1)), (n, oh, ow, c, m))
-        dw = xp.empty((m, kh, kw, c), dtype=grad.dtype)
-        for k in range(m):
-            backend.module.einsum("npqijc,npqc->ijc", taps, g[..., k], out=dw[k])
-        return xp.permute_dims(dw, (3, 0, 1, 2))
     g = xp.reshape(grad, (n, c, m, oh, ow))
     sums = [xp.sum(g * xp.reshape(piece, (n, c, 1, oh, ow)), axis=(0, 3, 4))  # (C, m) per tap
             for piece in window_slices(xpad, kernel, stride, dilation)]
     return xp.reshape(xp.stack(sums, axis=2), (c, m, kh, kw))
 
 
-def depthwise_input_grad(grad: Any, weight: Any, input_shape: tuple[int, ...], stride: Pair,
-                         padding: Pads, dilation: Pair = _ONE) -> Any:
-    """dL/dx[n, c, h, w] = Σ_(k,i,j) W[c, k, i, j] · g[n, c·m + k, p, q] over the (p, q, i, j)
-    with s·p + d·i = h + top (and likewise for w): the (N, C, H, W) input gradient of
-    :func:`depthwise` on an input padded by ``padding``.
-
-    The kh·kw pieces g·W[:, :, i, j] (summed over k) are folded back at their offsets
-    (:func:`fold_slices`). With stride 1 (and padding within the window's reach d·(k − 1),
-    e.g. "same") NumPy computes the same sum as one einsum instead: dL/dx is the
-    correlation of the gradient, padded by d·(k − 1) − padding, with the flipped kernel.
-    """
+def depthwise_input_grad_by_taps(grad: Any, weight: Any, input_shape: tuple[int, ...],
+                                 stride: Pair, padding: Pads, dilation: Pair = _ONE) -> Any:
+    """:func:`depthwise_input_grad` as kh·kw pieces g·W[:, :, i, j] (summed over k) folded
+    back at their offsets (:func:`fold_slices`; portable)."""
     c, m, kh, kw = weight.shape
-    n, _, h, w = input_shape
+    n = input_shape[0]
     oh, ow = grad.shape[2], grad.shape[3]
-    top, bottom, left, right = sides(padding)
-    reach_h, reach_w = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
     xp = backend.xp
-    if (backend.name == "numpy" and stride == _ONE
-            and max(top, bottom) <= reach_h and max(left, right) <= reach_w):
-        gpad = pad2d(grad, (reach_h - top, reach_h - bottom, reach_w - left, reach_w - right))
-        taps = _taps_channels_last(gpad, (kh, kw), _ONE, dilation)  # (N, H, W, kh, kw, C·m)
-        taps = xp.reshape(taps, (n, h, w, kh, kw, c, m))
-        flipped = _contiguous(xp.permute_dims(weight[:, :, ::-1, ::-1], (1, 2, 3, 0)))  # (m, kh, kw, C)
-        dx = xp.empty((n, h, w, c), dtype=grad.dtype)
-        backend.module.einsum("npqijc,ijc->npqc", taps[..., 0], flipped[0], out=dx)
-        for k in range(1, m):
-            dx += backend.module.einsum("npqijc,ijc->npqc", taps[..., k], flipped[k])
-        return xp.permute_dims(dx, (0, 3, 1, 2))
     padded, _, _ = _padded_geometry(input_shape, (kh, kw), stride, padding, dilation)
     g = xp.reshape(grad, (n, c, m, oh, ow))
 
