@@ -30,9 +30,13 @@ it); CuPy: the memory pool's used bytes — and compared with the theory:
 
 Parameters and gradients: Σ sizes × itemsize each; Adam: exp_avg and
 exp_avg_sq (2 × the parameters) plus its scratch (one chunk of min(P, 2¹⁶) elements
-per elementwise thread on the CPU, see ``Optimizer._for_chunks``). PASS when measured ≤ 1.05 × theory + 4 KiB
-(the 4 KiB are Python objects: tuples, Parameter instances). After backward
-a layer must hold nothing but its gradients (the cache is dropped).
+per elementwise thread on the CPU, see ``Optimizer._for_chunks``). PASS when the measurement is within 5 % of
+the theory either way, and 4 KiB (Python objects: tuples, Parameter instances). After
+backward a layer must hold nothing but its gradients (the cache is dropped); a
+convolution hands its im2col matrix to the library's spare workspaces
+(``backend.library.give_workspace``), which the next step's forward writes into
+instead of a fresh array (19 % of the reference CNN's step) and which ``fit``
+releases when it ends: that row shows it.
 
 The peak of a whole training step of the MLP 784-512-256-10 (batch 128, Adam)
 is compared with the sum of the theory: parameters + gradients + Adam state +
@@ -174,14 +178,29 @@ def _adam_theory(param_bytes: int, itemsize: int = 4) -> int:
 
 
 def _row(what: str, measured: int, theory: int) -> dict[str, Any]:
+    """PASS when the measurement is within 5 % (and 4 KiB) of the theory either way: a
+    cache far below its theory means the theory or the measurement misses something."""
     return {"what": what, "measured": measured, "theory": theory,
             "ratio": measured / theory if theory else (0.0 if measured <= SLACK else float("inf")),
-            "pass": measured <= RATIO * theory + SLACK}
+            "pass": (2 - RATIO) * theory - SLACK <= measured <= RATIO * theory + SLACK}
+
+
+def _workspace_theory(name: str) -> int:
+    """The spare im2col matrix a convolution leaves with the library after its backward."""
+    _, factory, shape, _ = CASES[name]
+    layer = factory()
+    if not hasattr(layer, "_kernel2") or getattr(layer, "is_depthwise", False):
+        return 0
+    from dnn.backend import windows
+
+    return _nbytes(windows.im2col_shape(shape, layer._kernel2, layer._stride2, layer.pads,
+                                        dilation=layer._dilation2, groups=layer.groups))
 
 
 def measure_layer(name: str) -> dict[str, Any]:
     """Cache, params, grads and Adam state of one layer, measured and in theory."""
     _, factory, shape, cache_theory = CASES[name]
+    spare_theory = _workspace_theory(name)
     rng = np.random.default_rng(0)
     dnn.manual_seed(0)
     with Meter() as meter:
@@ -196,6 +215,7 @@ def measure_layer(name: str) -> dict[str, Any]:
         layer.backward(backend.asarray(np.ones(out_shape, np.float32)))  # warm-up: grads exist
         for p in params:
             p.grad = None
+        backend.library.release_workspaces()  # the forward below allocates its im2col matrix
         base = meter.current()  # x held, no grads, no cache
         g = backend.asarray(rng.standard_normal(out_shape, dtype=np.float32))
         g_bytes = meter.current() - base
@@ -205,8 +225,12 @@ def measure_layer(name: str) -> dict[str, Any]:
         dx = layer.backward(g)
         del dx, g
         m4 = meter.current()
-        grads = m4 - base + _nbytes(shape)
+        spare = backend.library.workspace_bytes()  # kept for the next step (fit releases it)
+        grads = m4 - base + _nbytes(shape) - spare
         rows = [_row("cache (forward → backward)", cache, cache_theory)]
+        if spare or spare_theory:
+            rows.append(_row("spare workspace after backward (the next step reuses it)", spare,
+                             spare_theory))
         if params:
             opt = dnn.optim.Adam(lr=1e-3)
             opt.step(params)
@@ -217,6 +241,7 @@ def measure_layer(name: str) -> dict[str, Any]:
                      _row("Adam state (+ scratch)", m5 - m4, _adam_theory(param_bytes))]
         else:
             rows.append(_row("after backward (must be nothing)", grads, 0))
+        backend.library.release_workspaces()
     return {"layer": name, "rows": rows}
 
 

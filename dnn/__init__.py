@@ -52,8 +52,9 @@ __all__ = [
 
 
 def __getattr__(name: str):  # PEP 562: submodules that load on first use
-    """``dnn.callbacks``, ``dnn.models`` and ``dnn.plot`` are imported when first touched."""
-    if name in ("callbacks", "models", "plot"):
+    """``dnn.callbacks``, ``dnn.models``, ``dnn.plot`` and ``dnn.transformer`` are imported
+    when first touched."""
+    if name in ("callbacks", "models", "plot", "transformer"):
         import importlib
 
         return importlib.import_module(f"dnn.{name}")

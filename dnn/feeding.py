@@ -196,7 +196,7 @@ class Feed:
         xp = backend.xp
         for y, loss, classes in zip(ys, self.model.losses, self._classes):
             if isinstance(loss, (CategoricalCrossentropy, SoftmaxCrossEntropy)) and classes \
-                    and y.ndim == 1:
+                    and not xp.isdtype(y.dtype, "real floating"):  # labels, or 0/1 one-hot rows
                 self._flag(f"class labels outside [0, {classes})", (y < 0) | (y >= classes))
             elif isinstance(loss, (BinaryCrossentropy, SigmoidBinaryCrossentropy)) and \
                     not xp.isdtype(y.dtype, "bool"):

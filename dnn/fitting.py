@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from dnn import losses, optim, parameter
+from dnn import backend, losses, optim, parameter
 from dnn import metrics as metric_lib
 from dnn.backend import random
 from dnn.callbacks import Callback
@@ -351,6 +351,7 @@ class Trainer(Inference):
             feed.close()
             if validation is not None:
                 validation.close()
+            backend.library.release_workspaces()  # nothing held at rest between fits
         self.rng_state = random.get_state()
         hooks.train_end(history.history)
         self.history = history

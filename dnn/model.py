@@ -175,9 +175,14 @@ class Model(Trainer, Layer):
                                  f"{(None, *mine.shape[1:])}, got {(None, *given.shape[1:])}")
         return [((None, *t.shape[1:]), t.dtype) for t in self.outputs]
 
+    def output_shape_at(self, index: int, xs: list[Any]) -> tuple[Any, ...] | None:
+        """Shape of output ``index`` (batch axis first) for inputs like ``xs`` (None if unknown)."""
+        shape = self.outputs[index].shape
+        return None if shape is None else tuple(shape)
+
     def output_width(self, index: int, xs: list[Any]) -> int | None:
         """Size of the last axis of output ``index`` for inputs like ``xs`` (None if unknown)."""
-        shape = self.outputs[index].shape
+        shape = self.output_shape_at(index, xs)
         return None if shape is None or len(shape) < 2 else shape[-1]
 
     # ------------------------------------------------------------- description
@@ -295,12 +300,15 @@ class Sequential(Model):
             input_shape = layer.output_shape(input_shape)
         return input_shape
 
-    def output_width(self, index: int, xs: list[Any]) -> int | None:
+    def output_shape_at(self, index: int, xs: list[Any]) -> tuple[Any, ...] | None:
         try:
-            shape = self.output_shape((1, *tuple(xs[0].shape[1:])))
+            return tuple(self.output_shape((1, *tuple(xs[0].shape[1:]))))
         except Exception:  # a layer without output_shape: unknown
             return None
-        return shape[-1] if len(shape) >= 2 else None
+
+    def output_width(self, index: int, xs: list[Any]) -> int | None:
+        shape = self.output_shape_at(index, xs)
+        return shape[-1] if shape is not None and len(shape) >= 2 else None
 
     def get_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"layers": list(self.layers_list)}

@@ -206,7 +206,9 @@ def check_fit_inputs(model: Any, x: Any, y: Any, where: str = "fit") -> tuple[li
     ys = [_integral_labels(loss, v, name, where)
           for v, loss, name in zip(ys, model.losses, _labels("y", model.output_names))]
     for i, (v, loss, name) in enumerate(zip(ys, model.losses, _labels("y", model.output_names))):
-        _check_targets(loss, model.output_width(i, xs), v, where)
+        shape = model.output_shape_at(i, xs)
+        _check_targets(loss, model.output_width(i, xs), v, where,
+                       out_ndim=len(shape) if shape is not None else 2)
         _check_binary_targets(loss, v, name, where)
     return xs, ys
 
@@ -378,15 +380,20 @@ def _to_backend(arr: Any, keep_integers: bool) -> Any:
     return arr
 
 
-def _check_targets(loss: Any, classes: int | None, y: Any, where: str = "fit") -> None:
-    """Class-index labels must lie in [0, classes); one-hot rows must sum to 1."""
+def _check_targets(loss: Any, classes: int | None, y: Any, where: str = "fit",
+                   out_ndim: int = 2) -> None:
+    """Class-index labels must lie in [0, classes); one-hot rows must sum to 1. An output of
+    ``out_ndim`` axes (N, ..., classes) takes labels of one axis fewer (N, ...), of shape
+    (N, ..., 1), or one-hot rows along its last axis (per-position classes: a sequence)."""
     from dnn.losses import CategoricalCrossentropy, SoftmaxCrossEntropy
 
     if classes is None or not isinstance(loss, (CategoricalCrossentropy, SoftmaxCrossEntropy)):
         return
     xp = backend.xp
-    if y.ndim == 1 and not xp.isdtype(y.dtype, "real floating"):
-        y = class_indices(y)  # compare in int64: ``uint8 >= 300`` wraps in torch
+    integral = not xp.isdtype(y.dtype, "real floating")
+    sparse_column = y.ndim == out_ndim and y.shape[-1] == 1 and classes > 1
+    if integral and (y.ndim == out_ndim - 1 or sparse_column):
+        y = class_indices(xp.reshape(y, (-1,)))  # compare in int64: ``uint8 >= 300`` wraps in torch
         low, high = int(xp.min(y)), int(xp.max(y))
         if low < 0 or high >= classes:
             first = int(xp.nonzero((y < 0) | (y >= classes))[0][0])
@@ -395,12 +402,14 @@ def _check_targets(loss: Any, classes: int | None, y: Any, where: str = "fit") -
                 f"outputs, got labels from {low} to {high} (the first bad one, {int(y[first])}, "
                 f"at index {first})"
             )
-    elif y.ndim == 2:
-        if y.shape[1] != classes:
+    elif y.ndim == out_ndim:
+        if y.shape[-1] != classes:
             raise ShapeError(
-                f"{where}: one-hot targets must have {classes} columns, got {y.shape[1]}"
+                f"{where}: one-hot targets must have {classes} columns, got {y.shape[-1]}"
+                + (f" (or give class labels with {out_ndim - 1} axes, one per position)"
+                   if out_ndim > 2 else "")
             )
-        sums = xp.sum(xp.astype(y, backend.default_dtype()), axis=1)
+        sums = xp.reshape(xp.sum(xp.astype(y, backend.default_dtype()), axis=-1), (-1,))
         if not bool(xp.all(xp.abs(sums - 1.0) < 1e-3)):
             first = int(xp.nonzero(xp.logical_not(xp.abs(sums - 1.0) < 1e-3))[0][0])
             raise ValueError(f"{where}: one-hot target rows must each sum to 1; row {first} "

@@ -456,3 +456,23 @@ def test_models_with_the_new_layers_learn(backend_name):
     head = dnn.Sequential([Conv2D(2, 4, 3, groups=2), GlobalMaxPool2D(), Dense(4, 2)])
     head.compile(loss="mse", optimizer="sgd")
     assert tuple(_np(head.predict(x)).shape) == (16, 2)
+
+
+def test_the_im2col_workspace_is_reused_between_steps_and_released_after_fit(backend_name):
+    """A convolution hands its im2col matrix to the library after backward; the next
+    forward writes into it; fit releases every spare when it ends (nothing held at rest)."""
+    backend.library.release_workspaces()
+    layer = Conv2D(2, 3, 3, padding=1)
+    x = backend.asarray(np.random.default_rng(0).standard_normal((2, 2, 5, 5)))
+    y = layer.forward(x, training=True)
+    layer.backward(backend.xp.ones_like(y))
+    held = backend.library.workspace_bytes()
+    im2col_bytes = 2 * 5 * 5 * 9 * 2 * 4  # (N·OH·OW, kh·kw·C) float32
+    assert held == (im2col_bytes if backend.library.strided_writes else 0)
+    layer.forward(x, training=True)
+    assert backend.library.workspace_bytes() == 0  # the forward took it
+    layer.backward(backend.xp.ones_like(y))
+    model = dnn.Sequential([Conv2D(1, 2, 3), Flatten(), Dense(2 * 4 * 4, 2)])
+    model.compile("SoftmaxCrossEntropy", "sgd")
+    model.fit(np.zeros((4, 1, 6, 6), np.float32), np.array([0, 1, 0, 1]), epochs=1, verbose=0)
+    assert backend.library.workspace_bytes() == 0

@@ -85,6 +85,19 @@ LAYER_TABLE = {
                   (2, 2, 6, 6), "float"),
     "GlobalAvgPool2D": (lambda: dnn.Sequential([REGISTRY["Conv2D"](2, 3, 3),
                                                 REGISTRY["GlobalAvgPool2D"]()]), (2, 2, 6, 6), "float"),
+    "Conv2D-dilation-groups-same": (lambda: dnn.Sequential([
+        REGISTRY["Conv2D"](2, 4, (4, 3), padding="same", dilation=2, groups=2, l2=0.01),
+        REGISTRY["Conv2D"](4, 4, 3, groups=4, stride=2, padding="valid", l1=0.01)]), (2, 2, 7, 6), "float"),
+    "Conv1D": (lambda: dnn.Sequential([REGISTRY["Conv1D"](3, 4, 3, stride=2, padding="valid", dilation=2,
+                                                          l2=0.01),
+                                       REGISTRY["Conv1D"](4, 4, 3, padding="same", groups=4)]),
+               (2, 3, 11), "float"),
+    "Conv2DTranspose": (lambda: dnn.Sequential([REGISTRY["Conv2DTranspose"](
+        2, 3, 3, stride=2, padding=1, output_padding=1, l1=0.01)]), (2, 2, 4, 3), "float"),
+    "UpSampling2D": (lambda: dnn.Sequential([REGISTRY["Conv2D"](2, 3, 3),
+                                             REGISTRY["UpSampling2D"]((2, 3))]), (2, 2, 5, 5), "float"),
+    "GlobalMaxPool2D": (lambda: dnn.Sequential([REGISTRY["Conv2D"](2, 3, 3),
+                                                REGISTRY["GlobalMaxPool2D"]()]), (2, 2, 6, 6), "float"),
     "Flatten": (lambda: dnn.Sequential([REGISTRY["Flatten"](), L.Dense(8, 3)]), (4, 2, 4), "float"),
     "Reshape": (lambda: dnn.Sequential([REGISTRY["Reshape"]((2, 4)), REGISTRY["Flatten"](),
                                         L.Dense(8, 3)]), (4, 8), "float"),
@@ -95,10 +108,28 @@ LAYER_TABLE = {
     "RNN": (lambda: dnn.Sequential([REGISTRY["RNN"](3, 4, return_sequences=True)]), (2, 5, 3), "float"),
     "LSTM": (lambda: dnn.Sequential([REGISTRY["LSTM"](3, 4)]), (2, 5, 3), "float"),
     "GRU": (lambda: dnn.Sequential([REGISTRY["GRU"](3, 4, return_sequences=True)]), (2, 5, 3), "float"),
+    "Patches": (lambda: dnn.Sequential([REGISTRY["Patches"](2), L.Dense(8, 3)]), (2, 2, 4, 4), "float"),
+    "SequenceAvgPool": (lambda: dnn.Sequential([L.Dense(4, 3), REGISTRY["SequenceAvgPool"]()]),
+                        (6, 5, 4), "float"),
+    "GroupNorm": (lambda: dnn.Sequential([L.Dense(4, 4), REGISTRY["GroupNorm"](2, 4, l2=0.01)]),
+                  (6, 4), "float"),
+    "SiLU": (_dense_then("SiLU"), (6, 4), "float"),
+    "Mish": (_dense_then("Mish"), (6, 4), "float"),
+    "PReLU": (_dense_then("PReLU", 3, init=0.1, l2=0.01), (6, 4), "float"),
+    "Bidirectional": (lambda: dnn.Sequential([REGISTRY["Bidirectional"](
+        REGISTRY["LSTM"](3, 4, return_sequences=True, l2=0.01)), L.Dense(8, 2)]), (2, 5, 3), "float"),
+    "MultiHeadAttention": (lambda: dnn.Sequential([REGISTRY["MultiHeadAttention"](
+        8, 2, dropout=0.1, causal=True, l2=0.01)]), (6, 5, 8), "float"),
+    "PositionalEmbedding": (lambda: dnn.Sequential([REGISTRY["PositionalEmbedding"](9, 4, l1=0.01)]),
+                            (6, 5, 4), "float"),
+    "SinusoidalPositionalEncoding": (lambda: dnn.Sequential([
+        REGISTRY["SinusoidalPositionalEncoding"](4), L.Dense(4, 3)]), (6, 5, 4), "float"),
 }
 
 NEEDS = {"Embedding": ["Embedding"], "MaxPool2D": ["Conv2D", "MaxPool2D"],
          "AvgPool2D": ["Conv2D", "AvgPool2D"], "GlobalAvgPool2D": ["Conv2D", "GlobalAvgPool2D"],
+         "Conv2D-dilation-groups-same": ["Conv2D"], "UpSampling2D": ["Conv2D", "UpSampling2D"],
+         "GlobalMaxPool2D": ["Conv2D", "GlobalMaxPool2D"],
          "Flatten": ["Flatten"], "Reshape": ["Reshape", "Flatten"], "Residual": ["Residual"]}
 
 

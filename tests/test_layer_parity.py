@@ -145,7 +145,32 @@ LAYER_CASES: dict[str, list[Case]] = {
     "Model": [Case("model-two-inputs-shared", _graph_model, _pair(4, 5))],
     "LeakyReLU": [Case("leaky-relu", lambda: LeakyReLU(0.1), _normal(4, 6))],
     "ELU": [Case("elu", lambda: ELU(0.7), _normal(4, 6))],
-    "GELU": [Case("gelu", GELU, _normal(4, 6))],
+    "GELU": [
+        Case("gelu", GELU, _normal(4, 6)),
+        Case("gelu-exact", lambda: GELU(approximate="none"), lambda rng: 3.0 * rng.standard_normal((4, 6))),
+    ],
+    "SiLU": [Case("silu", dnn.layers.SiLU, _normal(4, 6))],
+    "Mish": [Case("mish", dnn.layers.Mish, lambda rng: 8.0 * rng.standard_normal((4, 6)))],
+    "PReLU": [
+        Case("prelu-shared", dnn.layers.PReLU, _normal(4, 6)),
+        Case("prelu-channels-4d-l2", lambda: dnn.layers.PReLU(3, l2=0.01), _normal(2, 3, 4, 4)),
+    ],
+    "GroupNorm": [
+        Case("groupnorm-2d", lambda: dnn.layers.GroupNorm(2, 6), _normal(4, 6)),
+        Case("groupnorm-4d-l1-l2", lambda: dnn.layers.GroupNorm(3, 6, l1=0.01, l2=0.02), _normal(2, 6, 3, 4)),
+        Case("groupnorm-instance-3d", lambda: dnn.layers.GroupNorm(4, 4), _normal(2, 4, 5)),
+    ],
+    "Bidirectional": [
+        Case("bidirectional-lstm-concat-seq",
+             lambda: dnn.layers.Bidirectional(LSTM(3, 4, return_sequences=True)), _normal(2, 5, 3)),
+        Case("bidirectional-gru-sum", lambda: dnn.layers.Bidirectional(GRU(3, 4), merge="sum"),
+             _normal(2, 5, 3)),
+        Case("bidirectional-rnn-mul-seq-l2",
+             lambda: dnn.layers.Bidirectional(RNN(3, 4, return_sequences=True, l2=0.01), merge="mul"),
+             _normal(2, 5, 3)),
+        Case("bidirectional-lstm-ave", lambda: dnn.layers.Bidirectional(LSTM(3, 4), merge="ave"),
+             _normal(2, 5, 3)),
+    ],
     "Sigmoid": [Case("sigmoid", Sigmoid, _normal(4, 6))],
     "Tanh": [Case("tanh", Tanh, _normal(4, 6))],
     "Softmax": [
@@ -163,6 +188,13 @@ LAYER_CASES: dict[str, list[Case]] = {
         Case("conv", lambda: Conv2D(2, 3, 3), _normal(2, 2, 6, 5)),
         Case("conv-stride2-pad1", lambda: Conv2D(2, 4, 3, stride=2, padding=1), _normal(2, 2, 7, 6)),
         Case("conv-1x2-nobias", lambda: Conv2D(3, 2, (1, 2), bias=False), _normal(2, 3, 4, 5)),
+        Case("conv-dilation2-same-even", lambda: Conv2D(2, 3, (4, 3), padding="same", dilation=2),
+             _normal(2, 2, 7, 6)),
+        Case("conv-groups2-l1-l2", lambda: Conv2D(4, 6, 3, groups=2, stride=2, padding=1, l1=0.01,
+                                                  l2=0.02), _normal(2, 4, 7, 6)),
+        Case("conv-depthwise", lambda: Conv2D(3, 3, 3, groups=3, padding=1), _normal(2, 3, 6, 5)),
+        Case("conv-depthwise-x2-stride2", lambda: Conv2D(3, 6, 3, groups=3, stride=2, padding="valid"),
+             _normal(2, 3, 7, 6)),
     ],
     "MaxPool2D": [
         Case("maxpool", lambda: MaxPool2D(2), _normal(2, 3, 6, 4)),
@@ -173,6 +205,26 @@ LAYER_CASES: dict[str, list[Case]] = {
         Case("avgpool-3-stride1-pad1", lambda: AvgPool2D(3, stride=1, padding=1), _normal(2, 2, 5, 5)),
     ],
     "GlobalAvgPool2D": [Case("global-avgpool", GlobalAvgPool2D, _normal(3, 4, 5, 3))],
+    "GlobalMaxPool2D": [Case("global-maxpool", dnn.layers.GlobalMaxPool2D, _normal(3, 4, 5, 3))],
+    "UpSampling2D": [
+        Case("upsampling-2", dnn.layers.UpSampling2D, _normal(2, 3, 3, 4)),
+        Case("upsampling-2x3", lambda: dnn.layers.UpSampling2D((2, 3)), _normal(2, 2, 3, 2)),
+    ],
+    "Conv1D": [
+        Case("conv1d", lambda: dnn.layers.Conv1D(3, 4, 3), _normal(2, 3, 9)),
+        Case("conv1d-stride2-dilation2-groups", lambda: dnn.layers.Conv1D(4, 6, 3, stride=2, padding=2,
+                                                                          dilation=2, groups=2),
+             _normal(2, 4, 11)),
+        Case("conv1d-depthwise-same-l2", lambda: dnn.layers.Conv1D(4, 4, 4, padding="same", groups=4,
+                                                                   l2=0.01), _normal(2, 4, 9)),
+    ],
+    "Conv2DTranspose": [
+        Case("conv-transpose", lambda: dnn.layers.Conv2DTranspose(3, 2, 3), _normal(2, 3, 4, 4)),
+        Case("conv-transpose-stride2-outpad", lambda: dnn.layers.Conv2DTranspose(
+            3, 2, (3, 2), stride=2, padding=(1, 0), output_padding=1, l1=0.01), _normal(2, 3, 3, 4)),
+        Case("conv-transpose-16-nobias", lambda: dnn.layers.Conv2DTranspose(2, 16, 2, stride=2, bias=False),
+             _normal(2, 2, 3, 3)),
+    ],
     "Flatten": [Case("flatten", Flatten, _normal(2, 3, 4, 2))],
     "Reshape": [Case("reshape", lambda: Reshape((4, -1)), _normal(3, 2, 6))],
     "BatchNorm": [
@@ -189,6 +241,32 @@ LAYER_CASES: dict[str, list[Case]] = {
         Case("embedding", lambda: Embedding(7, 4), _ids(3, 5, high=7), has_input_grad=False),
     ],
     "Residual": [Case("residual", lambda: Residual(_dense_stack()), _normal(4, 5))],
+    "Patches": [
+        Case("patches", lambda: dnn.layers.Patches(2), _normal(2, 3, 4, 6)),
+        Case("patches-3x2", lambda: dnn.layers.Patches((3, 2)), _normal(2, 2, 6, 4)),
+    ],
+    "SequenceAvgPool": [Case("sequence-avg-pool", dnn.layers.SequenceAvgPool, _normal(3, 5, 4))],
+    "MultiHeadAttention": [
+        Case("mha-self", lambda: dnn.layers.MultiHeadAttention(8, 2), _normal(2, 5, 8)),
+        Case("mha-causal-mask-l1-l2",
+             lambda: dnn.layers.MultiHeadAttention(8, 2, causal=True, l1=0.01, l2=0.02),
+             _normal(2, 5, 8), forward_kwargs=lambda rng: {"mask": np.array(
+                 [[True, True, True, False, False], [False, True, True, True, True]])}),
+        Case("mha-cross-dropout-nobias",
+             lambda: dnn.layers.MultiHeadAttention(8, 4, dropout=0.25, bias=False),
+             lambda rng: tuple(rng.standard_normal((2, 5, 8)) for _ in range(3)),
+             forward_kwargs=lambda rng: {"dropout_mask": _mask(2, 4, 5, 5, p=0.25)(rng)["mask"]}),
+        Case("mha-eval", lambda: dnn.layers.MultiHeadAttention(8, 4, dropout=0.25),
+             _normal(3, 4, 8), training=False),
+    ],
+    "PositionalEmbedding": [
+        Case("positional-embedding", lambda: dnn.layers.PositionalEmbedding(7, 4, l2=0.01),
+             _normal(3, 5, 4)),
+    ],
+    "SinusoidalPositionalEncoding": [
+        Case("sinusoidal-odd-dim", lambda: dnn.layers.SinusoidalPositionalEncoding(5, max_len=9),
+             _normal(3, 6, 5)),
+    ],
     "RNN": [
         Case("rnn", lambda: RNN(3, 5), _normal(4, 6, 3)),
         Case("rnn-seq", lambda: RNN(3, 5, return_sequences=True), _normal(4, 6, 3)),
@@ -197,6 +275,7 @@ LAYER_CASES: dict[str, list[Case]] = {
     "LSTM": [
         Case("lstm", lambda: LSTM(3, 5), _normal(4, 6, 3)),
         Case("lstm-seq", lambda: LSTM(3, 5, return_sequences=True), _normal(4, 6, 3)),
+        Case("lstm-l1-l2", lambda: LSTM(3, 5, l1=0.01, l2=0.02), _normal(4, 6, 3)),
         Case("lstm-initial-state", lambda: LSTM(3, 5, return_sequences=True), _normal(4, 6, 3),
              forward_kwargs=_state(4, 5, 2)),
     ],
@@ -344,6 +423,8 @@ LOSS_CASES: dict[str, list[tuple[str, Callable[[], Any], Callable[[np.random.Gen
     "SoftmaxCrossEntropy": [
         ("sce-indices", dnn.losses.SoftmaxCrossEntropy,
          lambda rng: (3 * rng.standard_normal((6, 4)), rng.integers(0, 4, size=6).astype(np.int64))),
+        ("sce-indices-per-position", dnn.losses.SoftmaxCrossEntropy,
+         lambda rng: (3 * rng.standard_normal((3, 5, 4)), rng.integers(0, 4, size=(3, 5)).astype(np.int64))),
         ("sce-one-hot", dnn.losses.SoftmaxCrossEntropy,
          lambda rng: (3 * rng.standard_normal((6, 4)), _one_hot(rng, 6, 4))),
     ],

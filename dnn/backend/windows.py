@@ -194,6 +194,15 @@ def masked(mask: Any, x: Any) -> Any:
     return backend.library.masked(mask, x)
 
 
+def im2col_shape(x_shape: tuple[int, ...], kernel: Pair, stride: Pair, padding: Pads, *,
+                 dilation: Pair = _ONE, groups: int = 1) -> tuple[int, ...]:
+    """The shape :func:`im2col` returns for an input of shape ``x_shape``."""
+    n, c = x_shape[0], x_shape[1]
+    _, oh, ow = _padded_geometry(tuple(x_shape), kernel, stride, padding, dilation)
+    taps = kernel[0] * kernel[1]
+    return (n * oh * ow, taps * c) if groups == 1 else (groups, n * oh * ow, taps * c // groups)
+
+
 def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pads, out: Any = None, *,
            dilation: Pair = _ONE, groups: int = 1) -> Any:
     """Windows of an (N, C, H, W) image as the rows of one matrix: (N·OH·OW, kh·kw·C).
@@ -217,8 +226,7 @@ def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pads, out: Any = None, *
     cg = c // groups
     xpad = pad2d(x, padding)
     oh, ow = _stops(tuple(xpad.shape), kernel, stride, dilation)
-    rows = n * oh * ow
-    shape = (rows, kh * kw * c) if groups == 1 else (groups, rows, kh * kw * cg)
+    shape = im2col_shape(tuple(x.shape), kernel, stride, padding, dilation=dilation, groups=groups)
     xp = backend.xp
     if backend.library.strided_writes:
         if xpad is x:  # NumPy: a channels-last copy makes the gather below contiguous

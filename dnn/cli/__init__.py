@@ -5,6 +5,8 @@ Examples::
     dnn train spiral                          # embedded data, no download, a few seconds
     dnn train fashion-mnist                   # MLP 784-512-256-10, Adam, batch 128, 6 epochs
     dnn train mnist --hidden 256 --backend torch --save mnist.dnn
+    dnn train mnist --model vit               # a Vision Transformer (7x7 patches, 2 blocks)
+    dnn train stdlib-text --model char-transformer   # a character LM on Python's own source
     dnn info                                  # backend, device, library versions
     dnn --version
 
@@ -88,7 +90,7 @@ def _train(dnn: Any, args: argparse.Namespace, spec: Any, model_spec: Any) -> in
         backend_note += f"; data parallel on {dnn.distributed.world_size()} ranks"
     print(f"dnn {dnn.__version__}: training {args.model} on {args.dataset} ({spec.description}); "
           f"backend {dnn.backend.name} on {dnn.backend.device_name()}{backend_note}", flush=True)
-    if spec.kind == "images" and progress != "none":
+    if spec.kind in ("images", "text") and progress != "none":
         print(f"  loading {args.dataset} ...", flush=True)
     x_train, y_train, x_test, y_test = spec.load(args)
     x_train, x_test = _layout(x_train, model_spec.layout), _layout(x_test, model_spec.layout)
@@ -97,7 +99,7 @@ def _train(dnn: Any, args: argparse.Namespace, spec: Any, model_spec: Any) -> in
     steps = epochs * -(-x_train.shape[0] // batch_size)
     schedule = dnn.optim.schedules.CosineDecay(lr, steps, lr / 50)  # settles in the last epochs
     model.compile(loss=dnn.losses.SoftmaxCrossEntropy(), optimizer=dnn.optim.Adam(lr=schedule),
-                  metrics=["accuracy"])
+                  metrics=list(spec.metrics))
     params = sum(int(np.prod(p.shape)) for p in model.parameters())
     hidden = (f" (hidden {','.join(map(str, args.hidden))})" if model_spec.uses_hidden is None
               else "")
@@ -110,11 +112,8 @@ def _train(dnn: Any, args: argparse.Namespace, spec: Any, model_spec: Any) -> in
                         verbose=verbose, seed=seed)
     dnn.synchronize()
     seconds = time.perf_counter() - start
-    train_acc = history.history["accuracy"][-1] if history.history.get("accuracy") else float("nan")
     result = model.evaluate(x_test, y_test)
-    print(f"  trained in {seconds:.1f} s ({seconds / max(epochs, 1):.2f} s/epoch); "
-          f"final training accuracy {train_acc:.4f}")
-    print(f"test accuracy: {result['accuracy']:.4f} (test loss {result['loss']:.4f})")
+    _report(spec, history, result, seconds, epochs, y_train, y_test)
     if args.save:
         model.save(args.save)
         print(f"saved the model to {args.save}")
@@ -122,6 +121,22 @@ def _train(dnn: Any, args: argparse.Namespace, spec: Any, model_spec: Any) -> in
         for path in _write_plots(args.plot, args.dataset, model, history, x_test, y_test):
             print(f"wrote {path}")
     return 0
+
+
+def _report(spec: Any, history: Any, result: dict[str, Any], seconds: float, epochs: int,
+            y_train: np.ndarray, y_test: np.ndarray) -> None:
+    """The result lines: accuracy when the data set reports it, else the test loss, next to
+    the data set's baseline when it has one."""
+    timing = f"  trained in {seconds:.1f} s ({seconds / max(epochs, 1):.2f} s/epoch)"
+    if "accuracy" not in result:
+        print(f"{timing}; final training loss {history.history['loss'][-1]:.4f}")
+        base = "" if spec.baseline is None else \
+            f" (baseline {spec.baseline(y_train, y_test, spec.classes):.4f})"
+        print(f"test loss: {result['loss']:.4f}{base}")
+        return
+    train_acc = history.history["accuracy"][-1] if history.history.get("accuracy") else float("nan")
+    print(f"{timing}; final training accuracy {train_acc:.4f}")
+    print(f"test accuracy: {result['accuracy']:.4f} (test loss {result['loss']:.4f})")
 
 
 def _write_plots(outdir: str, dataset: str, model: Any, history: Any, x_test: np.ndarray,
@@ -137,6 +152,8 @@ def _write_plots(outdir: str, dataset: str, model: Any, history: Any, x_test: np
     paths = {key: os.path.join(outdir, f"{dataset}_{key}.png")
              for key in ("history", "confusion_matrix", "decision_boundary", "misclassified")}
     plot.plot_history(history, paths["history"], title=f"{dataset}")
+    if y_test.ndim > 1:  # per-position targets (text): no confusion matrix over classes
+        return [paths["history"]]
     cm = dnn.metrics.ConfusionMatrix(num_classes=int(y_test.max()) + 1)(model.predict(x_test), y_test)
     plot.plot_confusion_matrix(cm, names, paths["confusion_matrix"], title=f"{dataset} test set")
     written = [paths["history"], paths["confusion_matrix"]]

@@ -36,6 +36,11 @@ class DatasetSpec:
     sample_shape: tuple[int, ...] = ()
     #: the number of training samples (a larger --batch-size is one batch of them all)
     train_size: int | None = None
+    #: the metrics ``dnn train`` reports (none: the loss alone, e.g. for per-token logits)
+    metrics: tuple[str, ...] = ("accuracy",)
+    #: a reference loss for the held-out data, from (y_train, y_test, classes): what a model
+    #: that ignores its input scores (the test loss is printed next to it)
+    baseline: Callable[[np.ndarray, np.ndarray, int], float] | None = None
 
 
 def _load_spiral(args: argparse.Namespace) -> Arrays:
@@ -59,6 +64,29 @@ def _image_loader(name: str) -> Callable[[argparse.Namespace], Arrays]:
     return load
 
 
+#: ``dnn train stdlib-text``: how much of the standard library's source it reads, and the
+#: window length (characters per sample)
+TEXT_CHARS, TEXT_CONTEXT = 1_000_000, 64
+
+
+def _load_stdlib_text(args: argparse.Namespace) -> Arrays:
+    """Windows of TEXT_CONTEXT characters, back to back, from the training and validation
+    files (dnn.datasets.stdlib_text); targets are the next characters, (N, T) class ids: one
+    label per position of the (N, T, vocab) output."""
+    from dnn.datasets import load_stdlib_text
+
+    corpus = load_stdlib_text(max_chars=TEXT_CHARS)
+    x_train, y_train = corpus.windows("train", TEXT_CONTEXT)
+    x_test, y_test = corpus.windows("valid", TEXT_CONTEXT)
+    return x_train, y_train, x_test, y_test
+
+
+def _unigram_baseline(y_train: np.ndarray, y_test: np.ndarray, classes: int) -> float:
+    from dnn.datasets.stdlib_text import unigram_cross_entropy
+
+    return unigram_cross_entropy(y_train.reshape(-1), y_test.reshape(-1), classes)
+
+
 DATASETS: dict[str, DatasetSpec] = {
     "spiral": DatasetSpec(_load_spiral, 3, epochs=300, batch_size=64, lr=0.01, hidden=(64, 64),
                           description="NNFS spiral, 3 classes, noise 0.2; embedded, no download",
@@ -69,6 +97,11 @@ DATASETS: dict[str, DatasetSpec] = {
     "mnist": DatasetSpec(_image_loader("mnist"), 10, epochs=6, batch_size=128, lr=1e-3,
                          hidden=(512, 256), description="MNIST handwritten digits",
                          kind="images", sample_shape=(28, 28), train_size=60000),
+    "stdlib-text": DatasetSpec(_load_stdlib_text, 97, epochs=1, batch_size=32, lr=3e-3, hidden=(96,),
+                               description="the Python standard library's own source as "
+                               f"characters, windows of {TEXT_CONTEXT}; no download",
+                               kind="text", sample_shape=(TEXT_CONTEXT,), metrics=(),
+                               baseline=_unigram_baseline),
 }
 
 
@@ -77,10 +110,11 @@ DATASETS: dict[str, DatasetSpec] = {
 class ModelSpec:
     """A model builder and the input layout it expects.
 
-    ``build(sample_shape, classes, args)`` returns an uncompiled ``Sequential``
-    whose output is ``classes`` logits. ``layout`` says how samples are
-    presented: ``"flat"`` (N, features), ``"nchw"`` (N, 1, H, W) images or
-    ``"sequence"`` (N, time, features), e.g. image rows as time steps.
+    ``build(sample_shape, classes, args)`` returns an uncompiled model (a
+    ``Sequential`` or a graph ``Model``) whose output is ``classes`` logits (per
+    position for text). ``layout`` says how samples are presented: ``"flat"``
+    (N, features), ``"nchw"`` (N, 1, H, W) images, ``"sequence"`` (N, time,
+    features), e.g. image rows as time steps, or ``"tokens"`` (N, T) integer ids.
     ``kinds`` are the data kinds (:attr:`DatasetSpec.kind`) it makes sense
     for; ``count_params(sample_shape, classes, args)``, when given, counts
     the parameters without building the model (so a model too large for the
@@ -156,6 +190,69 @@ def count_lstm(sample_shape: tuple[int, ...], classes: int, args: argparse.Names
     return 4 * h * (sample_shape[1] + h + 1) + h * classes + classes
 
 
+def _width(args: argparse.Namespace, default: int) -> int:
+    """The first --hidden width when the user gave --hidden, else ``default``."""
+    given = getattr(args, "hidden_given", None)
+    if given is None:  # built outside the CLI: a --hidden other than the data set's default
+        given = args.hidden is not None and tuple(args.hidden) != DATASETS[args.dataset].hidden
+    return args.hidden[0] if given else default
+
+
+def _heads(dim: int) -> int:
+    """4 attention heads when the width allows it (each head reads dim/heads features)."""
+    return next(h for h in (4, 2, 1) if dim % h == 0)
+
+
+def _patch(sample_shape: tuple[int, ...]) -> int:
+    """The largest of 7, 4, 2, 1 that divides the image's height and width."""
+    return next(p for p in (7, 4, 2, 1) if sample_shape[-2] % p == 0 and sample_shape[-1] % p == 0)
+
+
+def _block_params(dim: int, mlp: int) -> int:
+    """One Transformer block: two LayerNorms, attention (4 E×E + 4 E), the MLP."""
+    return 4 * dim + (4 * dim * dim + 4 * dim) + (dim * mlp + mlp + mlp * dim + dim)
+
+
+VIT_DEPTH, LM_DEPTH = 2, 3
+
+
+def build_vit(sample_shape: tuple[int, ...], classes: int, args: argparse.Namespace) -> Any:
+    """A Vision Transformer (examples/17_mnist_vision_transformer.py): 7x7 patches (else 4, 2
+    or 1), width the first --hidden width (default 64), depth 2, 4 heads, MLP 2x the width,
+    mean-pooled tokens; ``sample_shape`` is (C, H, W)."""
+    from dnn.transformer import vision_transformer
+
+    dim = _width(args, 64)
+    return vision_transformer(sample_shape, _patch(sample_shape), classes, dim, VIT_DEPTH,
+                              _heads(dim), 2 * dim)
+
+
+def count_vit(sample_shape: tuple[int, ...], classes: int, args: argparse.Namespace) -> int:
+    c, h, w = sample_shape
+    dim, p = _width(args, 64), _patch(sample_shape)
+    tokens = (h // p) * (w // p)
+    return ((c * p * p + 1) * dim + tokens * dim + VIT_DEPTH * _block_params(dim, 2 * dim)
+            + 2 * dim + (dim + 1) * classes)
+
+
+def build_char_transformer(sample_shape: tuple[int, ...], classes: int,
+                           args: argparse.Namespace) -> Any:
+    """A causal character language model (examples/18_char_language_model.py): width the
+    first --hidden width (default 96), depth 3, 4 heads, MLP 4x the width; ``sample_shape``
+    is (T,) ids and ``classes`` the vocabulary: logits (N, T, classes)."""
+    from dnn.transformer import char_transformer
+
+    dim = _width(args, 96)
+    return char_transformer(classes, sample_shape[0], dim, LM_DEPTH, _heads(dim), 4 * dim)
+
+
+def count_char_transformer(sample_shape: tuple[int, ...], classes: int,
+                           args: argparse.Namespace) -> int:
+    dim = _width(args, 96)
+    return ((classes + sample_shape[0]) * dim + LM_DEPTH * _block_params(dim, 4 * dim)
+            + 2 * dim + (dim + 1) * classes)
+
+
 MODELS: dict[str, ModelSpec] = {
     "mlp": ModelSpec(build_mlp, "flat", "multi-layer perceptron (Dense + ReLU), widths from --hidden",
                      kinds=frozenset({"points", "images"}), count_params=count_mlp),
@@ -166,6 +263,13 @@ MODELS: dict[str, ModelSpec] = {
                       "(hidden size: the first --hidden width, default 128)",
                       kinds=frozenset({"points", "images"}), count_params=count_lstm,
                       uses_hidden=1),
+    "vit": ModelSpec(build_vit, "nchw", "Vision Transformer: 7x7 patches, 2 pre-norm blocks, 4 heads "
+                     "(width: the first --hidden width, default 64)", kinds=frozenset({"images"}),
+                     count_params=count_vit, uses_hidden=1),
+    "char-transformer": ModelSpec(build_char_transformer, "tokens", "causal character Transformer "
+                                  "language model, 3 blocks, 4 heads (width: the first --hidden "
+                                  "width, default 96)", kinds=frozenset({"text"}),
+                                  count_params=count_char_transformer, uses_hidden=1),
 }
 
 
@@ -176,7 +280,9 @@ def _layout(x: np.ndarray, layout: str) -> np.ndarray:
         return x.reshape(x.shape[0], 1, *x.shape[1:]) if x.ndim == 3 else x
     if layout == "sequence":
         return x if x.ndim == 3 else x.reshape(x.shape[0], x.shape[1], -1)
-    raise ValueError(f"unknown input layout {layout!r}; valid: flat, nchw, sequence")
+    if layout == "tokens":
+        return x
+    raise ValueError(f"unknown input layout {layout!r}; valid: flat, nchw, sequence, tokens")
 
 
 def _sample_shape(shape: tuple[int, ...], layout: str) -> tuple[int, ...]:

@@ -1,4 +1,5 @@
-"""Data sets: the NNFS book's synthetic generators and MNIST / Fashion-MNIST.
+"""Data sets: the NNFS book's synthetic generators, MNIST / Fashion-MNIST, and the Python
+standard library's source as character-level text (:mod:`dnn.datasets.stdlib_text`).
 
 All loaders return host NumPy arrays; ``fit`` moves them to the backend.
 """
@@ -12,6 +13,7 @@ from dnn.datasets.mnist import (
     load_idx_dataset,
     load_mnist,
 )
+from dnn.datasets.stdlib_text import TextCorpus, load_stdlib_text
 from dnn.datasets.synthetic import sine_data, spiral_data, vertical_data
 
 __all__ = [
@@ -19,3 +21,4 @@ __all__ = [
     "load_idx_dataset", "load_mnist", "read_idx_images", "read_idx_labels", "sine_data",
     "spiral_data", "vertical_data", "write_idx",
 ]
+__all__ += ["TextCorpus", "load_stdlib_text"]

@@ -173,7 +173,6 @@ class _ConvND(Layer):
                                 l1=self.l1, l2=self.l2)
         self.bias = Parameter(initializers.zeros((out_channels,)), "bias") if bias else None
         self.param_names = ("weight", "bias") if bias else ("weight",)
-        self._workspace: Any = None  # a spare im2col buffer, None while a call holds it
 
     # ------------------------------------------------------------ what each layer defines
     def weight_shape(self) -> tuple[int, ...]:
@@ -262,7 +261,10 @@ class _ConvND(Layer):
         oh, ow = (windows.out_size(size, k, s, p, d) for size, k, s, p, d in
                   zip((h, w), self._kernel2, self._stride2, self._pads, self._dilation2))
         w2 = self._flat_kernel(w4)
-        workspace, self._workspace = self._workspace, None  # this call holds it until backward
+        # a spare im2col matrix of the library's (this call holds it until its backward)
+        workspace = backend.library.take_workspace(windows.im2col_shape(
+            tuple(x4.shape), self._kernel2, self._stride2, self.pads, dilation=self._dilation2,
+            groups=self.groups), x4.dtype)
         y, cols = self._windows_gemm(x4, w2, workspace)
         if self.bias is not None:
             y += self.bias.data
@@ -291,7 +293,7 @@ class _ConvND(Layer):
         dw4 = self._unflat_kernel(self._weight_gemm(g, cols)) if self.weight.trainable else None
         dx4 = self._fold_gemm(g, w2, ctx.x_shape) if ctx.needs_input_grad else None
         del ctx.cols  # the buffer is free again: the next forward writes into it
-        self._workspace = cols
+        backend.library.give_workspace(cols)
         return dx4, dw4
 
     def _rows(self, g4: Any) -> Any:

@@ -101,7 +101,8 @@ class Conv2DTranspose(_ConvND):
         xp = backend.xp
         x_rows, w2 = ctx.x_rows, ctx.w2
         n, _, h, w = ctx.x_shape
-        workspace, self._workspace = self._workspace, None
+        workspace = backend.library.take_workspace(windows.im2col_shape(
+            tuple(grad.shape), self._kernel2, self._stride2, self.pads), grad.dtype)
         cols = windows.im2col(grad, self._kernel2, self._stride2, self.pads, out=workspace)
         if self.weight.trainable:
             self.weight.add_grad(self._unflat_kernel(self._weight_gemm(x_rows, cols)))
@@ -110,7 +111,7 @@ class Conv2DTranspose(_ConvND):
         if ctx.needs_input_grad:
             dx_rows = cols @ w2.T  # (N·H·W, in)
             dx = xp.permute_dims(xp.reshape(dx_rows, (n, h, w, self.in_channels)), (0, 3, 1, 2))
-        self._workspace = cols
+        backend.library.give_workspace(cols)
         return dx
 
     def get_config(self) -> dict[str, Any]:

@@ -9,11 +9,14 @@
 - ``reduction="none"``:            Lᵢ = wᵢ·lᵢ (shape (N,)); with an upstream
   gradient gᵢ (default 1, the gradient of Σᵢ Lᵢ):  dL/dlᵢ = gᵢ·wᵢ.
 
-A loss over classes has lᵢ = Σ_c eᵢ_c (its row of terms); an elementwise loss
-has lᵢ = (1/K) Σ_j eᵢ_j, the mean over the sample's K non-batch elements, so
-the unweighted mean is the mean over all M = N·K elements. ``loss.backward()``
-returns dL/dy_pred = dL/dlᵢ · dlᵢ/dy_pred, i.e. each term's own gradient deᵢ_j/dy_pred
-times the factor (dL/dlᵢ)/K (K = 1 over classes), one multiply over the array.
+A loss over classes reads (N, ..., C) predictions with the classes on the last
+axis and has lᵢ = (1/K) Σ_p Σ_c eᵢ_pc, the mean over the sample's K positions p
+(K = 1 for (N, C); K = T for per-token logits (N, T, C)) of its rows of terms;
+an elementwise loss has lᵢ = (1/K) Σ_j eᵢ_j, the mean over the sample's K
+non-batch elements. Either way the unweighted mean is the mean over all N·K
+positions or elements. ``loss.backward()`` returns dL/dy_pred = dL/dlᵢ · dlᵢ/dy_pred,
+i.e. each term's own gradient deᵢ_j/dy_pred times the factor (dL/dlᵢ)/K, one
+multiply over the array.
 
 The default (``"mean"``, no weights) is the hot path of every training step: it
 reduces all terms in one sum and scales the gradient by the Python number 1/M,
@@ -125,11 +128,14 @@ class Loss:
 
     # ---------------------------------------------------------------- reductions
     def _reduce_rows(self, terms: Any) -> Any:
-        """Reduce (N, C) terms whose row sums are the per-sample losses."""
+        """Reduce (N, ..., C) terms: a row's sum is the loss at one position, the mean over
+        a sample's K positions its loss lᵢ ((N, C): K = 1, the row sum itself)."""
         xp = backend.xp
+        positions = numel(tuple(terms.shape[1:-1]))
         if self._weights is None and self.reduction == "mean":
-            return xp.sum(terms) / terms.shape[0]
-        return self._weigh(xp.sum(terms, axis=1))
+            return xp.sum(terms) / (terms.shape[0] * positions)
+        per_sample = xp.sum(terms, axis=tuple(range(1, terms.ndim)))
+        return self._weigh(per_sample if positions == 1 else per_sample / positions)
 
     def _reduce_elements(self, terms: Any) -> Any:
         """Reduce terms whose per-sample means (over the non-batch axes) are the losses."""
@@ -160,9 +166,10 @@ class Loss:
         return 1.0 if weights is None else weights
 
     def _scale(self, shape: tuple[int, ...], elementwise: bool) -> Any:
-        """The factor (dL/dlᵢ)/K that multiplies each term's gradient for y_pred of ``shape``:
-        a Python number on the unweighted paths, else an (N, 1, ..., 1) array."""
-        k = numel(shape[1:]) if elementwise else 1
+        """The factor (dL/dlᵢ)/K that multiplies each term's gradient for y_pred of ``shape``
+        (K: the elements per sample, or its positions (N, ..., C) over classes): a Python
+        number on the unweighted paths, else an (N, 1, ..., 1) array."""
+        k = numel(shape[1:]) if elementwise else numel(shape[1:-1])
         coef = self._coef
         if coef is None:  # the unweighted mean: 1/M
             return 1.0 / (numel(shape[:1]) * k)
@@ -236,27 +243,25 @@ def numel(shape: tuple[int, ...]) -> int:
 
 
 def class_targets(loss: Loss, y_pred: Any, y_true: Any) -> Any:
-    """Targets for a (N, C) prediction as float rows: one-hot from (N,) class indices,
-    or the given (N, C) one-hot / probability rows."""
+    """Targets for (N, ..., C) predictions (classes on the last axis) as float rows of
+    y_pred's shape: one-hot from integer class indices of shape (N, ...) (or (N, ..., 1),
+    as Keras accepts them), or the given one-hot / probability rows of shape (N, ..., C)."""
     xp = backend.xp
-    if y_pred.ndim != 2:
-        raise ShapeError(
-            f"{type(loss).__name__}: expected predictions of shape (batch, classes), "
-            f"got {tuple(y_pred.shape)}"
-        )
-    n, classes = y_pred.shape
-    if y_true.ndim == 1 and y_true.shape[0] == n:
+    name = type(loss).__name__
+    if y_pred.ndim < 2:
+        raise ShapeError(f"{name}: expected predictions of shape (batch, classes) or (batch, ..., "
+                         f"classes), got {tuple(y_pred.shape)}")
+    shape, lead, classes = tuple(y_true.shape), tuple(y_pred.shape[:-1]), int(y_pred.shape[-1])
+    if shape == tuple(y_pred.shape):
+        return xp.astype(y_true, y_pred.dtype)
+    if shape in (lead, (*lead, 1)):
         if xp.isdtype(y_true.dtype, "real floating"):
-            raise ShapeError(
-                f"{type(loss).__name__}: class-index targets must be integers, "
-                f"got dtype {y_true.dtype}"
-            )
+            raise ShapeError(f"{name}: class-index targets must be integers, got dtype {y_true.dtype}")
         from dnn.backend.ops import one_hot
 
-        return one_hot(y_true, classes, y_pred.dtype)
-    if tuple(y_true.shape) == (n, classes):
-        return xp.astype(y_true, y_pred.dtype)
-    raise ShapeError(
-        f"{type(loss).__name__}: expected targets of shape ({n},) (class indices) or "
-        f"({n}, {classes}) (one-hot), got {tuple(y_true.shape)}"
-    )
+        rows = one_hot(xp.reshape(y_true, (-1,)), classes, y_pred.dtype)
+        return rows if len(lead) == 1 else xp.reshape(rows, tuple(y_pred.shape))
+    raise ShapeError(f"{name}: expected targets of shape {lead} (class indices) or "
+                     f"{tuple(y_pred.shape)} (one-hot rows) for predictions of shape "
+                     f"{tuple(y_pred.shape)} (classes on the last axis: (batch, classes) or "
+                     f"(batch, ..., classes)), got {shape}")

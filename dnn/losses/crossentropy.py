@@ -14,8 +14,14 @@ cᵢ = dL/dlᵢ (wᵢ/N, wᵢ, or gᵢ·wᵢ with an upstream gradient g):
 - SigmoidBinaryCrossentropy on logits z (stable):
   lᵢ = (1/K) Σ_j max(z, 0) − z·t + log(1 + e^−|z|),  dL/dz = cᵢ·(σ(z) − t) / K.
 
+The categorical losses also read (N, ..., C) scores with the classes on the last axis
+(per-token logits (N, T, C) of a language model, targets (N, T) class indices): each
+position is a row as above and lᵢ is the mean over the sample's K = T positions, so
+dL/dz = (cᵢ/K)·(softmax(z) − t) row by row (PyTorch's ``cross_entropy`` on the (N, C, T)
+permutation, and Keras' sparse categorical cross-entropy, compute the same).
+
 Unweighted with ``"mean"`` (the default) these are the means over the batch (over all
-M = N·K elements for the binary losses): cᵢ/K = 1/M, a Python number.
+M = N·K positions or elements): cᵢ/K = 1/M, a Python number.
 
 ``label_smoothing=ε`` in [0, 1) replaces the targets before all of the above:
 t ← t·(1 − ε) + ε/C for the categorical losses (PyTorch's ``cross_entropy(label_smoothing=ε)``
@@ -46,9 +52,9 @@ _RANGE_TOLERANCE = 1e-5
 
 def _softmax_xent(loss: Loss, y_pred: Any, targets: Any) -> Any:
     xp = backend.xp
-    shifted = y_pred - xp.max(y_pred, axis=1, keepdims=True)
+    shifted = y_pred - xp.max(y_pred, axis=-1, keepdims=True)
     exp = xp.exp(shifted)
-    total = xp.sum(exp, axis=1, keepdims=True)
+    total = xp.sum(exp, axis=-1, keepdims=True)
     loss._cache = (exp / total, targets)
     log_probs = shifted - xp.log(total)
     return -loss._reduce_rows(targets * log_probs)
@@ -137,13 +143,14 @@ class _ProbabilityLoss(_CrossEntropy):
 @register(aliases=("categorical_crossentropy", "sparse_categorical_crossentropy"))
 class CategoricalCrossentropy(_ProbabilityLoss):
     """Cross-entropy of (N, C) probability rows (``from_logits=True``: of logits, exactly as
-    :class:`SoftmaxCrossEntropy`); targets are (N,) class indices or (N, C) rows."""
+    :class:`SoftmaxCrossEntropy`); targets are (N,) class indices or (N, C) rows. (N, ..., C)
+    predictions take (N, ...) indices or (N, ..., C) rows, one row per position."""
 
     _logits_loss = "SoftmaxCrossEntropy"
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         xp = backend.xp
-        targets = _smooth(class_targets(self, y_pred, y_true), self.label_smoothing, y_pred.shape[1])
+        targets = _smooth(class_targets(self, y_pred, y_true), self.label_smoothing, y_pred.shape[-1])
         if self.from_logits:
             return _softmax_xent(self, y_pred, targets)
         clipped = xp.clip(y_pred, _EPS, 1.0 - _EPS)
@@ -159,11 +166,11 @@ class CategoricalCrossentropy(_ProbabilityLoss):
 
     def check_predictions(self, y_pred: Any) -> None:
         """Probabilities: every value in [0, 1] and every row summing to 1 (one host read)."""
-        if self.from_logits or y_pred.ndim != 2 or y_pred.shape[0] == 0:
+        if self.from_logits or y_pred.ndim < 2 or numel(tuple(y_pred.shape)) == 0:
             return
         xp = backend.xp
-        classes = int(y_pred.shape[1])
-        sums = xp.sum(y_pred, axis=1)
+        classes = int(y_pred.shape[-1])
+        sums = xp.sum(y_pred, axis=-1)
         low, high, off = stats(xp.min(y_pred), xp.max(y_pred), xp.max(xp.abs(sums - 1.0)))
         if low < -_RANGE_TOLERANCE or high > 1.0 + _RANGE_TOLERANCE:
             self._refuse(f"has values from {low:.4g} to {high:.4g}, outside [0, 1]",
@@ -177,13 +184,15 @@ class CategoricalCrossentropy(_ProbabilityLoss):
 @register(aliases=("softmax_cross_entropy",))
 class SoftmaxCrossEntropy(_CrossEntropy):
     """Cross-entropy of softmax(logits), fused and stable: the recommended pairing for a
-    model that ends in a plain Dense."""
+    model that ends in a plain Dense. Logits (N, C) take (N,) class indices or (N, C) rows;
+    per-position logits (N, ..., C) take (N, ...) indices or (N, ..., C) rows, and the loss
+    of a sample is the mean over its positions."""
 
     from_logits = True
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         targets = class_targets(self, y_pred, y_true)
-        return _softmax_xent(self, y_pred, _smooth(targets, self.label_smoothing, y_pred.shape[1]))
+        return _softmax_xent(self, y_pred, _smooth(targets, self.label_smoothing, y_pred.shape[-1]))
 
     def gradient(self) -> Any:
         return _softmax_xent_gradient(self)
