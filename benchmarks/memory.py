@@ -189,7 +189,8 @@ def _workspace_theory(name: str) -> int:
     """The spare im2col matrix a convolution leaves with the library after its backward."""
     _, factory, shape, _ = CASES[name]
     layer = factory()
-    if not hasattr(layer, "_kernel2") or getattr(layer, "is_depthwise", False):
+    if not hasattr(layer, "_kernel2") or getattr(layer, "is_depthwise", False) or \
+            not backend.library.strided_writes:  # the portable path keeps none (no out=)
         return 0
     from dnn.backend import windows
 
