@@ -71,3 +71,22 @@ def test_the_tasks_run_on_several_threads_and_errors_surface():
 def test_set_num_threads_refuses_bad_counts(bad):
     with pytest.raises(ValueError, match="set_num_threads: threads must be an int >= 1"):
         dnn.set_num_threads(bad)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name, kwargs", [
+    ("Adam", {"lr": 0.01}), ("AdamW", {"lr": 0.01, "weight_decay": 0.1}),
+    ("SGD", {"lr": 0.1, "momentum": 0.9}), ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True}),
+    ("SGD", {"lr": 0.1, "momentum": 0.5, "dampening": 0.3}),
+])
+def test_the_fused_kernels_match_the_chunked_path(name, kwargs, dtype, monkeypatch):
+    """dnn.backend.kernels (Numba, the fast extra) against the portable chunked update."""
+    dnn.set_backend("numpy")
+    if backend.library.fused("adam") is None:
+        pytest.skip("no fused kernels here: Numba is not installed (pip install -e '.[fast]')")
+    dnn.set_default_dtype(dtype)
+    fused = [_train(name, kwargs, n) for n in (1, 2)]
+    monkeypatch.setattr(backend.library, "fused", lambda name: None)
+    chunked = _train(name, kwargs, 2)
+    for result in fused:
+        np.testing.assert_array_equal(result, chunked)

@@ -123,6 +123,11 @@ class ArrayLibrary:
         out[...] = getattr(self.xp, name)(*args)
         return out
 
+    def fused(self, name: str) -> Any:
+        """A fused one-pass kernel for an optimizer update (:mod:`dnn.backend.kernels`), or
+        None: the optimizer then updates chunk by chunk with :meth:`elementwise_into`."""
+        return None
+
     def scratch_elements(self) -> int:
         """How many elements an in-place update processes at once: on the CPU a chunk whose
         arrays stay in a core's cache (256 KiB of float32 each: five of them fit in L2)."""

@@ -39,6 +39,11 @@ class NumpyLibrary(StridedLibrary):
     def is_array(self, x: Any) -> bool:
         return isinstance(x, np.ndarray)
 
+    def fused(self, name: str) -> Any:
+        from dnn.backend import kernels  # Numba, when installed (the fast extra)
+
+        return kernels.get(name)
+
     def erf(self, x: Any) -> Any:
         special_erf = _scipy_erf()
         return super().erf(x) if special_erf is None else special_erf(x)
