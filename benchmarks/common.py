@@ -64,8 +64,8 @@ def best_of(fn: Callable[[], Any], repeat: int = 5, number: int = 1, warmup: int
 
 
 def set_threads(threads: int | None) -> None:
-    """Use ``threads`` BLAS/OpenMP threads in NumPy (threadpoolctl) and PyTorch alike, and
-    as many for dnn's elementwise work.
+    """Use ``threads`` BLAS/OpenMP threads in NumPy (threadpoolctl) and PyTorch alike (dnn's
+    elementwise work keeps its default, one thread: see dnn/backend/threads.py).
 
     On a busy machine a 2-thread GEMM waits for its second thread to be scheduled,
     which can cost more than the product: ``--threads 1`` gives steadier timings.
@@ -73,7 +73,6 @@ def set_threads(threads: int | None) -> None:
     """
     if threads is None:
         return
-    dnn.set_num_threads(threads)  # dnn's own elementwise threads (dnn.backend.threads)
     try:
         from threadpoolctl import threadpool_limits
 

@@ -29,8 +29,8 @@ it); CuPy: the memory pool's used bytes — and compared with the theory:
 | SoftmaxCrossEntropy (N, C) | softmax and one-hot targets: 2·N·C |
 
 Parameters and gradients: Σ sizes × itemsize each; Adam: exp_avg and
-exp_avg_sq (2 × the parameters) plus its scratch (one chunk of min(P, 2¹⁶) elements
-per elementwise thread on the CPU, see ``Optimizer._for_chunks``). PASS when the measurement is within 5 % of
+exp_avg_sq (2 × the parameters) plus, without the fused kernel (Numba), its scratch
+(one chunk of min(P, 2¹⁶) elements per elementwise thread, ``Optimizer._for_chunks``). PASS when the measurement is within 5 % of
 the theory either way, and 4 KiB (Python objects: tuples, Parameter instances). After
 backward a layer must hold nothing but its gradients (the cache is dropped); a
 convolution hands its im2col matrix to the library's spare workspaces
@@ -170,7 +170,10 @@ CASES: dict[str, tuple[str, Callable[[], Any], tuple[int, ...], int]] = {
 
 
 def _adam_theory(param_bytes: int, itemsize: int = 4) -> int:
-    """m and v, and one scratch chunk per elementwise thread that has chunks to update."""
+    """m and v, and one scratch chunk per elementwise thread that has chunks to update
+    (none with the fused kernel of dnn.backend.kernels: it needs no scratch)."""
+    if backend.library.fused("adam") is not None:
+        return 2 * param_bytes
     elements = param_bytes // itemsize
     chunk = min(elements, backend.library.scratch_elements())
     workers = min(dnn.num_threads(), -(-elements // chunk))
