@@ -80,7 +80,9 @@ def get(name: str) -> Callable[..., None] | None:
         # callers pass 1 − β as a Python float, rounded once, as the NumPy path has it
         scalar = args[0].dtype.type
         args = tuple(scalar(a) if isinstance(a, float) else a for a in args)
-        numba.set_num_threads(min(threads.num_threads(), numba.config.NUMBA_NUM_THREADS))
+        wanted = min(threads.num_threads(), numba.config.NUMBA_NUM_THREADS)
+        if numba.get_num_threads() != wanted:
+            numba.set_num_threads(wanted)
         kernel(*args)
 
     return run
