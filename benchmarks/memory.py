@@ -30,9 +30,9 @@ it); CuPy: the memory pool's used bytes — and compared with the theory:
 
 Parameters and gradients: Σ sizes × itemsize each; Adam: exp_avg and
 exp_avg_sq (2 × the parameters) plus, without the fused kernel (Numba), its scratch
-(one chunk of min(P, 2¹⁶) elements per elementwise thread, ``Optimizer._for_chunks``). PASS when the measurement is within 5 % of
-the theory either way, and 4 KiB (Python objects: tuples, Parameter instances). After
-backward a layer must hold nothing but its gradients (the cache is dropped); a
+(one chunk of min(P, 2¹⁶) elements per elementwise thread, ``Optimizer._for_chunks``).
+PASS when the measurement is within 5 % of the theory either way, and 4 KiB (Python
+objects: tuples, Parameter instances). After backward a layer must hold nothing but its gradients (the cache is dropped); a
 convolution hands its im2col matrix to the library's spare workspaces
 (``backend.library.give_workspace``), which the next step's forward writes into
 instead of a fresh array (19 % of the reference CNN's step) and which ``fit``
@@ -163,6 +163,26 @@ CASES: dict[str, tuple[str, Callable[[], Any], tuple[int, ...], int]] = {
         _nbytes((32, 4, 64, 64)) + 5 * _nbytes((32, 64, 128))),
     "PositionalEmbedding 64x128 on 32x64x128": (
         "PositionalEmbedding", lambda: dnn.layers.PositionalEmbedding(64, 128), (32, 64, 128), 0),
+    "Conv1D 16->32 k5 pad2 on 32x16x256": (
+        "Conv1D", lambda: dnn.layers.Conv1D(16, 32, 5, padding=2), (32, 16, 256),
+        _nbytes((32, 256, 5 * 16)) + _nbytes((32, 5 * 16))),
+    "Conv2D depthwise 32 3x3 pad1 on 64x32x14x14": (
+        "Conv2D", lambda: dnn.layers.Conv2D(32, 32, 3, padding=1, groups=32), (64, 32, 14, 14),
+        _nbytes((64, 32, 16, 16))),
+    "Conv2D 32->64 3x3 dilation 2 same on 64x32x14x14": (
+        "Conv2D", lambda: dnn.layers.Conv2D(32, 64, 3, padding="same", dilation=2),
+        (64, 32, 14, 14), _nbytes((64, 14, 14, 9 * 32)) + _nbytes((64, 9 * 32))),
+    "Conv2DTranspose 32->16 3x3 s2 on 64x32x7x7": (
+        "Conv2DTranspose", lambda: dnn.layers.Conv2DTranspose(32, 16, 3, stride=2, padding=1,
+                                                              output_padding=1),
+        (64, 32, 7, 7), _nbytes((64, 7, 7, 32)) + _nbytes((32, 9 * 16))),
+    "UpSampling2D 2 on 64x32x14x14": ("UpSampling2D", lambda: dnn.layers.UpSampling2D(2),
+                                      (64, 32, 14, 14), 0),
+    "GlobalMaxPool2D on 64x32x14x14": ("GlobalMaxPool2D", lambda: dnn.layers.GlobalMaxPool2D(),
+                                       (64, 32, 14, 14), _nbytes((64, 32), 8)),
+    "Patches 7 on 64x1x28x28": ("Patches", lambda: dnn.layers.Patches(7), (64, 1, 28, 28), 0),
+    "SequenceAvgPool on 32x64x128": ("SequenceAvgPool", lambda: dnn.layers.SequenceAvgPool(),
+                                     (32, 64, 128), 0),
     "Bidirectional(LSTM 32->128) on 64x50x32": (
         "Bidirectional", lambda: dnn.layers.Bidirectional(dnn.layers.LSTM(32, 128)), (64, 50, 32),
         2 * _lstm_cache(64, 50, 32, 128)),
@@ -197,14 +217,29 @@ def _workspace_theory(name: str) -> int:
         return 0
     from dnn.backend import windows
 
+    if type(layer).__name__ == "Conv2DTranspose":  # its backward takes im2col of dL/dy
+        shape = tuple(layer.output_shape(shape))
+    if len(shape) == 3:  # Conv1D: a one-row image (N, C, 1, L)
+        shape = (shape[0], shape[1], 1, shape[2])
     return _nbytes(windows.im2col_shape(shape, layer._kernel2, layer._stride2, layer.pads,
                                         dilation=layer._dilation2, groups=layer.groups))
+
+
+def _compile_kernels() -> None:
+    """One Adam step on a tiny parameter first: a fused kernel's compilation (Numba)
+    allocates, and it must not count as the optimizer's state."""
+    from dnn.parameter import Parameter
+
+    p = Parameter(backend.asarray(np.zeros(4, np.float32)), "w")
+    p.grad = backend.asarray(np.ones(4, np.float32))
+    dnn.optim.Adam(lr=1e-3).step([p])
 
 
 def measure_layer(name: str) -> dict[str, Any]:
     """Cache, params, grads and Adam state of one layer, measured and in theory."""
     _, factory, shape, cache_theory = CASES[name]
     spare_theory = _workspace_theory(name)
+    _compile_kernels()
     rng = np.random.default_rng(0)
     dnn.manual_seed(0)
     with Meter() as meter:
@@ -253,6 +288,7 @@ def measure_training_step() -> dict[str, Any]:
     """Peak bytes of one MLP 784-512-256-10 training step (batch 128, Adam) vs theory."""
     from dnn.layers import Dense, ReLU
 
+    _compile_kernels()
     n, sizes = 128, (784, 512, 256, 10)
     rng = np.random.default_rng(0)
     dnn.manual_seed(0)
