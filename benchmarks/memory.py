@@ -29,14 +29,15 @@ it); CuPy: the memory pool's used bytes — and compared with the theory:
 | SoftmaxCrossEntropy (N, C) | softmax and one-hot targets: 2·N·C |
 
 Parameters and gradients: Σ sizes × itemsize each; Adam: exp_avg and
-exp_avg_sq (2 × the parameters) plus, without the fused kernel (Numba), its scratch
-(one chunk of min(P, 2¹⁶) elements per elementwise thread, ``Optimizer._for_chunks``).
-PASS when the measurement is within 5 % of the theory either way, and 4 KiB (Python
-objects: tuples, Parameter instances). After backward a layer must hold nothing but its gradients (the cache is dropped); a
-convolution hands its im2col matrix to the library's spare workspaces
-(``backend.library.give_workspace``), which the next step's forward writes into
-instead of a fresh array (19 % of the reference CNN's step) and which ``fit``
-releases when it ends: that row shows it.
+exp_avg_sq (2 × the parameters) plus, without the fused kernel (Numba), its
+scratch (one chunk of min(P, 2¹⁶) elements per elementwise thread,
+``Optimizer._for_chunks``). PASS when the measurement is within 5 % of the
+theory either way, and 4 KiB (Python objects: tuples, Parameter instances).
+After backward a layer must hold nothing but its gradients (the cache is
+dropped); a convolution hands its im2col matrix to the library's spare
+workspaces (``backend.library.give_workspace``), which the next step's forward
+writes into instead of a fresh array (19 % of the reference CNN's step) and
+which ``fit`` releases when it ends: that row shows it.
 
 The peak of a whole training step of the MLP 784-512-256-10 (batch 128, Adam)
 is compared with the sum of the theory: parameters + gradients + Adam state +
