@@ -75,6 +75,9 @@ class Feed:
 
     def __init__(self, model: Any, loader: DataLoader, steps: int | None, where: str,
                  targets: bool, class_weight: Any, checked: bool) -> None:
+        # a flag left by a call before this one (a forward outside fit, on a GPU) is reported
+        # now, saying so, rather than as if this call's data had caused it
+        deferred.raise_pending(f" (left by a call before this {where})")
         self.model = model
         self.loader = loader
         self.where = where

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import numbers
 from collections.abc import Iterator
 from typing import Any
 
@@ -75,11 +76,11 @@ def Input(shape: tuple[int, ...] | list[int], dtype: str | None = None,
           name: str | None = None) -> SymbolicTensor:
     """A model input: ``shape`` without the batch axis; ``dtype`` ``"int64"`` for token ids
     (Embedding), else the default float; ``name`` keys dict inputs of ``fit``."""
-    try:
-        dims = tuple(int(d) for d in shape)
-    except (TypeError, ValueError):
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, (tuple, list)) or any(
+            not isinstance(d, numbers.Integral) or isinstance(d, bool) for d in shape):
         raise ValueError(f"Input: shape must be a tuple of ints (without the batch axis), "
-                         f"got {shape!r}") from None
+                         f"got {shape!r}")
+    dims = tuple(int(d) for d in shape)
     if any(d < 1 for d in dims):
         raise ValueError(f"Input: shape entries must be >= 1, got {shape!r}")
     if dtype is not None and dtype not in INPUT_DTYPES:

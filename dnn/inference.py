@@ -111,6 +111,7 @@ class Inference:
             raise ValueError(f"{feed.where}: the data gave no batches (an empty dataset, or a "
                              "generator that was used up)")
         feed.verify("its batches")
+        backend.library.release_workspaces()
         with self._global(self.metrics):
             if self._parallel is not None:
                 seen, *sums = self._parallel.sums([seen, *sums])
@@ -152,6 +153,7 @@ class Inference:
         if not parts[0]:
             raise ValueError("predict: the data gave no batches")
         feed.verify("its batches")
+        backend.library.release_workspaces()
         ys = [backend.xp.concat(p, axis=0) for p in parts]
         ys = [backend.to_numpy(v) for v in ys] if host else ys
         return ys if self._multi_out else ys[0]

@@ -29,6 +29,8 @@ layer's ``l1=``/``l2=`` (and Dense's ``bias_l1=``/``bias_l2=``) just sets these.
 from __future__ import annotations
 
 import contextlib
+import math
+import numbers
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,18 +64,37 @@ class Parameter:
     """A trainable array: ``data``, its gradient ``grad`` (or None), a ``name`` and
     ``trainable`` (False freezes it: no gradient is computed, no optimizer touches it)."""
 
-    __slots__ = ("_grad", "_pass", "_trainable", "data", "group", "l1", "l2", "name")
+    __slots__ = ("_grad", "_l1", "_l2", "_pass", "_trainable", "data", "group", "name")
 
     def __init__(self, data: Any, name: str = "", trainable: bool = True,
                  l1: float = 0.0, l2: float = 0.0) -> None:
         self.data = data
+        self.name = name
         #: penalty coefficients: l1·Σ|w| + l2·Σw² is added to the training loss
-        self.l1, self.l2 = float(l1), float(l2)
+        self.l1, self.l2 = l1, l2
         self._grad: Any = None
         self.name = name
         self.group: FlatGroup | None = None
         self._trainable = bool(trainable)
         self._pass = -1  # the backward pass whose gradient ``grad`` holds
+
+    @property
+    def l1(self) -> float:
+        """The l1 penalty coefficient (a finite number >= 0)."""
+        return self._l1
+
+    @l1.setter
+    def l1(self, value: float) -> None:
+        self._l1 = _coefficient(self, "l1", value)
+
+    @property
+    def l2(self) -> float:
+        """The l2 penalty coefficient (a finite number >= 0)."""
+        return self._l2
+
+    @l2.setter
+    def l2(self, value: float) -> None:
+        self._l2 = _coefficient(self, "l2", value)
 
     @property
     def trainable(self) -> bool:
@@ -147,6 +168,16 @@ class Parameter:
 
     def __repr__(self) -> str:
         return f"Parameter(name={self.name!r}, shape={self.shape}, dtype={self.data.dtype})"
+
+
+def _coefficient(param: Parameter, arg: str, value: Any) -> float:
+    """A penalty coefficient as a float: finite and >= 0 (a negative one would reward large
+    weights, NaN would destroy them)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value < 0:
+        raise ValueError(f"Parameter {param.name!r}: {arg} must be a finite number >= 0, got "
+                         f"{value!r}")
+    return float(value)
 
 
 def penalty(params: list[Parameter]) -> Any:

@@ -38,6 +38,8 @@ same text on every backend.
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -136,16 +138,29 @@ def generate(model: Any, prompt: Any, length: int, *, context: int, temperature:
         raise ValueError(f"generate: prompt must be a non-empty int array (L,) or (B, L), got "
                          f"dtype {ids.dtype} and shape {ids.shape}")
     (context,) = positive_ints("generate", context=context)
-    if not isinstance(length, int) or isinstance(length, bool) or length < 0:
+    if not isinstance(length, numbers.Integral) or isinstance(length, bool) or length < 0:
         raise ValueError(f"generate: length must be an int >= 0, got {length!r}")
-    if not temperature >= 0:
-        raise ValueError(f"generate: temperature must be >= 0, got {temperature!r}")
+    length = int(length)
+    if not isinstance(temperature, numbers.Real) or isinstance(temperature, bool) \
+            or not 0 <= temperature < math.inf:
+        raise ValueError(f"generate: temperature must be a finite number >= 0, got "
+                         f"{temperature!r}")
+    shape = model.output_shape_at(0, [np.zeros((1, min(context, ids.shape[1])), np.int64)]) \
+        if hasattr(model, "output_shape_at") else None
+    if shape is not None and len(shape) != 3:
+        raise ValueError(f"generate: the model must give per-position logits (batch, time, "
+                         f"vocab), its output has shape {tuple(shape)}")
+    # a window longer than the model's positions would fail mid-way: try the longest first
+    model.predict(np.zeros((1, context), np.int64) if length else ids[:1, -context:])
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     out = np.empty((ids.shape[0], ids.shape[1] + length), dtype=np.int64)
     out[:, :ids.shape[1]] = ids
     for end in range(ids.shape[1], out.shape[1]):
         window = out[:, max(0, end - context):end]
         logits = np.asarray(model.predict(window), dtype=np.float64)[:, -1, :]
+        if not np.isfinite(logits).all():
+            raise ValueError(f"generate: the model gave non-finite logits (NaN or inf) at "
+                             f"position {end}; its weights may have diverged")
         out[:, end] = _draw(logits, temperature, rng)
     return out[0] if single else out
 

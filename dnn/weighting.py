@@ -107,6 +107,11 @@ def class_weight_vector(model: Any, class_weight: dict[int, float], where: str, 
     weigh 1). The number of classes is the output's width (2 for one binary unit); a key
     beyond it is refused."""
     xp = backend.xp
+    shape = model.output_shape_at(0, xs)
+    if shape is not None and len(shape) > 2:
+        raise ValueError(f"{where}: class_weight weighs whole samples by their one class, but "
+                         f"this model's output {tuple(shape)} has a class per position; weigh "
+                         "positions through the loss instead, or pass sample_weight per sample")
     width = model.output_width(0, xs)
     if y.ndim == 2 and y.shape[1] > 1:
         width = int(y.shape[1])

@@ -34,8 +34,9 @@ def check(bad: Any, message: str, detail: Callable[[], str] | None = None) -> No
     _pending[message] = hit if message not in _pending else _pending[message] | hit
 
 
-def raise_pending() -> None:
-    """Read every pending flag (one transfer) and raise for the first one that is set."""
+def raise_pending(note: str = "") -> None:
+    """Read every pending flag (one transfer) and raise for the first one that is set, its
+    message followed by ``note`` (e.g. which call found it)."""
     if not _pending:
         return
     messages = list(_pending)
@@ -43,4 +44,4 @@ def raise_pending() -> None:
     _pending.clear()
     for message, hit in zip(messages, found):
         if hit:
-            raise ValueError(message)
+            raise ValueError(message + note)

@@ -51,13 +51,15 @@ class ArrayLibrary:
     strided_writes = False
     #: ``matmul_into`` can write into a strided (non-contiguous) ``out``
     matmul_into_strided = False
+    #: the most spare workspaces kept (one per convolution of a deep network)
+    MAX_SPARES = 16
     #: the generator class of :mod:`dnn.backend.random` this library draws from
     generator_class: type = random.NumpyGenerator
 
     def __init__(self, module: ModuleType, xp: Any) -> None:
         self.module, self.xp = module, xp
-        #: (shape, dtype) -> spare workspaces (see :meth:`take_workspace`)
-        self._workspaces: dict[tuple[tuple[int, ...], str], list[Any]] = {}
+        #: spare workspaces, oldest first, at most MAX_SPARES (see :meth:`take_workspace`)
+        self._workspaces: list[Any] = []
 
     @classmethod
     def check_usable(cls, module: ModuleType) -> None:
@@ -139,22 +141,29 @@ class ArrayLibrary:
         im2col matrix, held from its forward to its backward), or None when there is none.
         Writing into a kept multi-megabyte array instead of a fresh one saves the page
         faults of a new allocation every step (19 % of the reference CNN's step)."""
-        spares = self._workspaces.get((tuple(shape), str(dtype)))
-        return spares.pop() if spares else None
+        shape = tuple(shape)
+        for i, spare in enumerate(self._workspaces):
+            if tuple(spare.shape) == shape and spare.dtype == dtype:
+                return self._workspaces.pop(i)
+        return None
 
     def give_workspace(self, array: Any) -> None:
         """Keep ``array`` (no longer used by its owner) for the next :meth:`take_workspace`:
         where arrays can be written in place (the portable path makes new arrays anyway, so
-        keeping one would only hold memory)."""
+        keeping one would only hold memory). At most :attr:`MAX_SPARES` are kept, the most
+        recent ones: a model's convolutions each find theirs, while inputs of ever new sizes
+        cannot pile spares up."""
         if self.strided_writes:
-            self._workspaces.setdefault((tuple(array.shape), str(array.dtype)), []).append(array)
+            self._workspaces.append(array)
+            del self._workspaces[:-self.MAX_SPARES]
 
     def workspace_bytes(self) -> int:
         """Bytes held in spare workspaces."""
-        return sum(int(a.nbytes) for spares in self._workspaces.values() for a in spares)
+        return sum(int(a.nbytes) for a in self._workspaces)
 
     def release_workspaces(self) -> None:
-        """Drop every spare workspace (``fit`` does at its end: nothing is held at rest)."""
+        """Drop every spare workspace (``fit``, ``evaluate`` and ``predict`` do at their end:
+        nothing is held at rest)."""
         self._workspaces.clear()
 
     # ------------------------------------------------------------ elementwise functions

@@ -166,7 +166,7 @@ class CounterGenerator:
         xp = backend.xp
         u64 = xp.uint64
         start = (self.seed + (self.counter + 1) * _GAMMA) & _MASK64
-        self.counter += n
+        self.counter = (self.counter + n) & _MASK64  # the stream has period 2⁶⁴
         k = xp.arange(n, dtype=u64)
         z = xp.asarray(start, dtype=u64) + k * xp.asarray(_GAMMA, dtype=u64)
         z = (z ^ (z >> xp.asarray(30, dtype=u64))) * xp.asarray(_MIX1, dtype=u64)
@@ -198,6 +198,9 @@ class CounterGenerator:
 
     def integers(self, low: int, high: int, shape: tuple[int, ...]) -> Any:
         xp = backend.xp
+        if not high > low:
+            raise ValueError(f"integers: high must be greater than low, got low={low}, "
+                             f"high={high}")
         span = xp.asarray(high - low, dtype=xp.uint64)
         draws = xp.astype(self.bits(math.prod(shape)) % span, xp.int64) + low
         return xp.reshape(draws, shape)
@@ -211,7 +214,7 @@ class CounterGenerator:
 
     @staticmethod
     def check_state(state: dict[str, Any]) -> None:
-        for key, limit in (("seed", 1 << 64), ("counter", 1 << 63)):
+        for key, limit in (("seed", 1 << 64), ("counter", 1 << 64)):
             value = state.get(key)
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < limit:
                 raise ValueError(f"{key} must be an int in [0, 2^{limit.bit_length() - 1}), "

@@ -225,14 +225,15 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model on a data set and print the test accuracy",
                            description="Train a model and print its accuracy on held-out data.")
     train.add_argument("dataset", choices=list(DATASETS), help="data set to train on")
-    train.add_argument("--model", choices=list(MODELS), default="mlp",
-                       help=f"architecture (default: mlp); models by data set: {fits}")
+    train.add_argument("--model", choices=list(MODELS), default=None,
+                       help=f"architecture (default: mlp, or the one model that fits the data "
+                            f"set); models by data set: {fits}")
     train.add_argument("--epochs", type=_positive(int), help="passes over the data (default: per data set)")
     train.add_argument("--batch-size", type=_positive(int), help="mini-batch size (default: per data set)")
     train.add_argument("--lr", type=_positive(float),
                        help="peak Adam learning rate, cosine-decayed to lr/50 (default: per data set)")
     train.add_argument("--hidden", type=_hidden, help="hidden widths, e.g. 512,256 (default: per data "
-                       "set; mlp uses all, lstm the first, cnn none)")
+                       "set; mlp uses all, lstm, vit and char-transformer the first, cnn none)")
     train.add_argument("--backend", help="numpy | torch | cupy | array_api_strict (default: $DNN_BACKEND)")
     train.add_argument("--float64", action="store_true", help="train in float64 instead of float32")
     train.add_argument("--seed", type=_seed, help=f"seed for data, initialisation and shuffling, 0 to "

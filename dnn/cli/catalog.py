@@ -128,6 +128,9 @@ class ModelSpec:
     kinds: frozenset[str] = field(default_factory=lambda: frozenset({"points", "images"}))
     count_params: Callable[[tuple[int, ...], int, argparse.Namespace], int] | None = None
     uses_hidden: int | None = None
+    #: values one sample keeps for its backward (None: a few per width, right for stacks of
+    #: Dense/conv/LSTM; a Transformer keeps T·E per node and h·T² per attention)
+    count_activations: Callable[[tuple[int, ...], int, argparse.Namespace], int] | None = None
 
 
 def build_mlp(sample_shape: tuple[int, ...], classes: int, args: argparse.Namespace) -> Any:
@@ -235,6 +238,27 @@ def count_vit(sample_shape: tuple[int, ...], classes: int, args: argparse.Namesp
             + 2 * dim + (dim + 1) * classes)
 
 
+def _block_activations(tokens: int, dim: int, mlp: int, heads: int) -> int:
+    """Values one pre-norm block keeps per sample: two LayerNorms (x̂), attention (x, Q, K, V,
+    O and the h·T² probabilities), the residual inputs, the MLP's input, hidden and GELU."""
+    return tokens * (2 * dim + 5 * dim + 2 * dim + dim + 3 * mlp) + heads * tokens * tokens
+
+
+def activations_vit(sample_shape: tuple[int, ...], classes: int, args: argparse.Namespace) -> int:
+    c, h, w = sample_shape
+    dim, p = _width(args, 64), _patch(sample_shape)
+    tokens = (h // p) * (w // p)
+    return (tokens * (c * p * p + 2 * dim) + VIT_DEPTH * _block_activations(
+        tokens, dim, 2 * dim, _heads(dim)) + dim + 2 * classes)
+
+
+def activations_char_transformer(sample_shape: tuple[int, ...], classes: int,
+                                 args: argparse.Namespace) -> int:
+    tokens, dim = sample_shape[0], _width(args, 96)
+    return (tokens * 2 * dim + LM_DEPTH * _block_activations(tokens, dim, 4 * dim, _heads(dim))
+            + tokens * (dim + 2 * classes))
+
+
 def build_char_transformer(sample_shape: tuple[int, ...], classes: int,
                            args: argparse.Namespace) -> Any:
     """A causal character language model (examples/18_char_language_model.py): width the
@@ -265,11 +289,13 @@ MODELS: dict[str, ModelSpec] = {
                       uses_hidden=1),
     "vit": ModelSpec(build_vit, "nchw", "Vision Transformer: 7x7 patches, 2 pre-norm blocks, 4 heads "
                      "(width: the first --hidden width, default 64)", kinds=frozenset({"images"}),
-                     count_params=count_vit, uses_hidden=1),
+                     count_params=count_vit, uses_hidden=1,
+                     count_activations=activations_vit),
     "char-transformer": ModelSpec(build_char_transformer, "tokens", "causal character Transformer "
                                   "language model, 3 blocks, 4 heads (width: the first --hidden "
                                   "width, default 96)", kinds=frozenset({"text"}),
-                                  count_params=count_char_transformer, uses_hidden=1),
+                                  count_params=count_char_transformer, uses_hidden=1,
+                                  count_activations=activations_char_transformer),
 }
 
 

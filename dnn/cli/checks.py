@@ -121,6 +121,9 @@ def check_destination(path: str) -> None:
 
 def validate_train(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
     """Check what can be checked before loading data or building the model (exit status 2)."""
+    if args.model is None:  # mlp, unless it does not fit and one model alone does
+        fitting = [name for name, m in MODELS.items() if DATASETS[args.dataset].kind in m.kinds]
+        args.model = "mlp" if "mlp" in fitting or len(fitting) != 1 else fitting[0]
     spec, model_spec = DATASETS[args.dataset], MODELS[args.model]
     if spec.kind not in model_spec.kinds:
         suitable = [name for name, d in DATASETS.items() if d.kind in model_spec.kinds]
@@ -145,16 +148,19 @@ def validate_train(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
         if spec.train_size is not None:
             batch = min(batch, spec.train_size)  # a larger batch is one batch of all the data
         used = args.hidden if model_spec.uses_hidden is None else args.hidden[:model_spec.uses_hidden]
-        widths = math.prod(shape) + sum(used) + spec.classes
-        # parameters, gradients and Adam's two moments, plus a few activations per width
-        weights, activations = itemsize * 4 * params, itemsize * 3 * batch * widths
+        # values a sample keeps for its backward: the model's own count, else a few per width
+        per_sample = model_spec.count_activations(shape, spec.classes, args) \
+            if model_spec.count_activations is not None else \
+            3 * (math.prod(shape) + sum(used) + spec.classes)
+        # parameters, gradients and Adam's two moments, plus the activations of a batch
+        weights, activations = itemsize * 4 * params, itemsize * batch * per_sample
         need, have = weights + activations, memory_bytes()
         if have is not None and need > have:
             what = (f"needs about {_fmt_bytes(need)} to train (weights, gradients, Adam state: "
                     f"{_fmt_bytes(weights)}; activations of a batch of {batch:,}: "
                     f"{_fmt_bytes(activations)}), more than this machine's {_fmt_bytes(have)} "
                     "of memory")
-            if args.batch_size is not None and weights + itemsize * 3 * spec.batch_size * widths <= have:
+            if args.batch_size is not None and weights + itemsize * spec.batch_size * per_sample <= have:
                 parser.error(f"argument --batch-size: --batch-size {args.batch_size} with --model "
                              f"{args.model} {what}; use a smaller batch such as {spec.batch_size}")
             parser.error(

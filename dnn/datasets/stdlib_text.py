@@ -35,6 +35,8 @@ for one installation; :attr:`TextCorpus.files` lists what was read.
 from __future__ import annotations
 
 import math
+import os
+import stat
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +66,12 @@ def encode(text: str) -> np.ndarray:
 
 def decode(ids: np.ndarray | list[int]) -> str:
     """int ids -> text (the inverse of :func:`encode` on text inside the vocabulary)."""
-    return "".join(VOCAB[int(i)] for i in np.asarray(ids).reshape(-1))
+    flat = np.asarray(ids).reshape(-1)
+    if flat.size and (not np.issubdtype(flat.dtype, np.integer) or flat.min() < 0
+                      or flat.max() >= len(VOCAB)):
+        raise ValueError(f"decode: ids must be integers in [0, {len(VOCAB)}), got "
+                         f"{flat.dtype} ids from {flat.min()} to {flat.max()}")
+    return "".join(VOCAB[int(i)] for i in flat)
 
 
 def stdlib_files(root: str | Path | None = None) -> list[Path]:
@@ -105,9 +112,11 @@ class TextCorpus:
         every ``stride`` characters (default ``context``: back to back); at most ``limit``."""
         ids = self.split(split)
         stride = context if stride is None else stride
-        if context < 1 or stride < 1:
-            raise ValueError(f"TextCorpus.windows: context and stride must be >= 1, got "
-                             f"context={context}, stride={stride}")
+        for arg, value, low in (("context", context, 1), ("stride", stride, 1),
+                                ("limit", 0 if limit is None else limit, 0)):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+                raise ValueError(f"TextCorpus.windows: {arg} must be an int >= {low}, got "
+                                 f"{value!r}")
         count = (ids.shape[0] - context - 1) // stride + 1 if ids.shape[0] > context else 0
         count = count if limit is None else min(count, limit)
         return _gather(ids, np.arange(count, dtype=np.int64) * stride, context)
@@ -147,6 +156,19 @@ def _gather(ids: np.ndarray, starts: np.ndarray, context: int) -> tuple[np.ndarr
     return np.ascontiguousarray(window[:, :-1]), np.ascontiguousarray(window[:, 1:])
 
 
+def _read_head(path: Path, chars: int) -> str | None:
+    """At most ``chars`` characters of a regular UTF-8 file (None for anything else: a FIFO
+    would block, a link to /dev/zero never end, and a huge file is read only as far as
+    needed)."""
+    try:
+        if not path.is_file() or not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        with open(path, encoding="utf-8", newline="") as f:
+            return f.read(chars).replace("\r\n", "\n")
+    except (UnicodeDecodeError, OSError):
+        return None
+
+
 def load_stdlib_text(max_chars: int = 4_000_000, valid_fraction: float = 0.1,
                      root: str | Path | None = None) -> TextCorpus:
     """The standard library's source as a :class:`TextCorpus`: at most ``max_chars``
@@ -165,9 +187,8 @@ def load_stdlib_text(max_chars: int = 4_000_000, valid_fraction: float = 0.1,
     for path in stdlib_files(base):
         if total >= max_chars:
             break
-        try:
-            text = path.read_text(encoding="utf-8").replace("\r\n", "\n")
-        except (UnicodeDecodeError, OSError):
+        text = _read_head(path, max_chars - total)
+        if text is None:
             continue
         text = (text + "\n")[: max_chars - total]
         split = "valid" if valid_chars < valid_fraction * total else "train"

@@ -85,6 +85,9 @@ def _save_model(model: Any, path: str) -> None:
     meta["dtype"] = _float_dtype_name(arrays)
     meta["ties"] = ties(model)
     meta["frozen"] = [key for key, p in model.named_parameters() if not p.trainable]
+    # every parameter's penalties, also those set on a Parameter after the layer was built
+    meta["penalties"] = {key: [p.l1, p.l2] for key, p in model.named_parameters()
+                         if p.l1 or p.l2}
     meta["compile"] = None
     opt = getattr(model, "optimizer", None)
     if opt is not None and getattr(model, "losses", None):

@@ -43,7 +43,8 @@ def load_state(model: Any, state: dict[str, np.ndarray]) -> None:
 
 
 def restore_ties_and_flags(ar: Archive, model: Any) -> None:
-    """Tie the parameters the file lists as tied; freeze those it lists as frozen."""
+    """Tie the parameters the file lists as tied; freeze those it lists as frozen; give each
+    listed parameter its penalties."""
     tied, frozen = ar.meta.get("ties") or {}, ar.meta.get("frozen") or []
     if not isinstance(tied, dict) or not isinstance(frozen, list):
         raise SpecError(f"metadata 'ties' must be an object and 'frozen' a list, got "
@@ -63,3 +64,14 @@ def restore_ties_and_flags(ar: Archive, model: Any) -> None:
         if not isinstance(key, str) or key not in params:
             raise SpecError(f"frozen: {key!r} names a parameter the architecture does not have")
         params[key].trainable = False
+    penalties = ar.meta.get("penalties") or {}
+    if not isinstance(penalties, dict):
+        raise SpecError(f"metadata 'penalties' must be an object, got {penalties!r:.80}")
+    for key, pair in penalties.items():
+        if key not in params or not isinstance(pair, list) or len(pair) != 2:
+            raise SpecError(f"penalties: {key!r}: {pair!r:.60} must name a parameter of the "
+                            "architecture and give [l1, l2]")
+        try:
+            params[key].l1, params[key].l2 = pair
+        except ValueError as exc:
+            raise SpecError(f"penalties: {key!r}: {exc}") from exc

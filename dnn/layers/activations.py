@@ -119,13 +119,23 @@ class GELU(Layer):
         return {"approximate": self.approximate}
 
 
+def sigmoid(x: Any) -> Any:
+    """σ(x) = 1 / (1 + e⁻ˣ) with no overflow and full relative precision where σ is tiny:
+    with e = e^(−|x|) ∈ (0, 1],  σ = 1/(1 + e) for x ≥ 0 and e/(1 + e) for x < 0.
+    (½·(1 + tanh(x/2)) cancels for x < 0: σ(−20) would be 0 in float32, not 2e-9.)"""
+    xp = backend.xp
+    e = xp.exp(-xp.abs(x))
+    r = 1.0 / (1.0 + e)
+    return xp.where(x >= 0, r, e * r)
+
+
 @register
 class SiLU(Layer):
     """SiLU / swish (Hendrycks & Gimpel 2016; Ramachandran et al. 2017): y = x·s,
-    s = σ(x) = ½·(1 + tanh(x/2));  dL/dx = g·s·(1 + x·(1 − s))."""
+    s = σ(x) (:func:`sigmoid`);  dL/dx = g·s·(1 + x·(1 − s))."""
 
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
-        s = 0.5 * (backend.xp.tanh(0.5 * x) + 1.0)
+        s = sigmoid(x)
         ctx.x, ctx.s = x, s
         return x * s
 
@@ -138,7 +148,7 @@ class SiLU(Layer):
 class Mish(Layer):
     """Mish (Misra 2019): y = x·t,  t = tanh(softplus(x)), with the stable
     softplus(x) = max(x, 0) + log1p(e^−|x|) (no overflow for large |x|);
-    dL/dx = g·(t + x·(1 − t²)·σ(x)),  σ(x) = ½·(1 + tanh(x/2)) = d softplus/dx."""
+    dL/dx = g·(t + x·(1 − t²)·σ(x)),  σ(x) = d softplus/dx (:func:`sigmoid`)."""
 
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         xp = backend.xp
@@ -148,8 +158,7 @@ class Mish(Layer):
 
     def backward_with(self, ctx: Context, grad: Any) -> Any:
         x, t = ctx.x, ctx.t
-        sigmoid = 0.5 * (backend.xp.tanh(0.5 * x) + 1.0)
-        return grad * (t + x * (1.0 - t * t) * sigmoid)
+        return grad * (t + x * (1.0 - t * t) * sigmoid(x))
 
 
 @register
@@ -217,11 +226,10 @@ class PReLU(Layer):
 
 @register
 class Sigmoid(Layer):
-    """y = 1 / (1 + e⁻ˣ) (computed as ½·(1 + tanh(x/2)), which never overflows);
-    dL/dx = g·y·(1 − y)."""
+    """y = σ(x) = 1 / (1 + e⁻ˣ) (:func:`sigmoid`); dL/dx = g·y·(1 − y)."""
 
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
-        ctx.y = y = 0.5 * (backend.xp.tanh(0.5 * x) + 1.0)
+        ctx.y = y = sigmoid(x)
         return y
 
     def backward_with(self, ctx: Context, grad: Any) -> Any:

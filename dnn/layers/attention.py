@@ -64,11 +64,12 @@ put the penalty l1·Σ|W| + l2·ΣW² on each of the four weights (not the biase
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 from dnn import backend
 from dnn import init as initializers
-from dnn.backend import random
+from dnn.backend import deferred, random
 from dnn.errors import ShapeError
 from dnn.graph import is_symbolic
 from dnn.layers.base import Context, Layer, check_penalties, positive_ints, register
@@ -98,7 +99,7 @@ class MultiHeadAttention(Layer):
             raise ValueError(f"MultiHeadAttention: embed_dim must be divisible by num_heads "
                              f"(d = embed_dim / num_heads features per head), got "
                              f"embed_dim={embed_dim} and num_heads={num_heads}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) \
+        if isinstance(dropout, bool) or not isinstance(dropout, numbers.Real) \
                 or not 0.0 <= dropout < 1.0:
             raise ValueError(f"MultiHeadAttention: dropout must be a float in [0, 1), "
                              f"got {dropout!r}")
@@ -139,6 +140,7 @@ class MultiHeadAttention(Layer):
                      dropout_mask: Any = None) -> Any:
         xp = backend.xp
         q, k, v, mask, ctx.layout = self._unpack(x, mask)
+        q, k, v, mask = self._check_arrays(q, k, v, mask)
         self._check_shapes(tuple(q.shape), tuple(k.shape), tuple(v.shape),
                            None if mask is None else tuple(mask.shape))
         n, t, e = q.shape
@@ -244,6 +246,31 @@ class MultiHeadAttention(Layer):
             return x[0], x[0], x[0], x[1], 2
         return x[0], x[1], x[2], x[3] if len(x) == 4 else mask, len(x)
 
+    def _check_arrays(self, q: Any, k: Any, v: Any, mask: Any) -> tuple[Any, Any, Any, Any]:
+        """Floating arrays of this backend for q, k, v; a bool, integer or finite floating
+        mask (NumPy or a list welcome: it becomes a backend array)."""
+        xp = backend.xp
+        for name, a in (("query", q), ("key", k), ("value", v)):
+            if not backend.is_array(a) or not xp.isdtype(a.dtype, "real floating"):
+                raise TypeError(f"{self.describe()}: the {name} must be a floating "
+                                f"{backend.name} array, got {_describe(a)}")
+            if len(a.shape) == 3 and a.shape[1] == 0:
+                raise ShapeError(f"{self.describe()}: the {name} has no positions (shape "
+                                 f"{tuple(a.shape)}); attention needs at least one")
+        if mask is not None:
+            try:
+                mask = backend.asarray(mask) if not backend.is_array(mask) else mask
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"{self.describe()}: the key-padding mask must be a bool, integer "
+                                f"or 0/1 float array, got {_describe(mask)}") from exc
+            if not xp.isdtype(mask.dtype, ("bool", "integral", "real floating")):
+                raise TypeError(f"{self.describe()}: the key-padding mask must be a bool, integer "
+                                f"or 0/1 float array, got dtype {mask.dtype}")
+            if xp.isdtype(mask.dtype, "real floating"):
+                deferred.check(xp.logical_not(xp.isfinite(mask)),
+                               f"{self.describe()}: the key-padding mask has NaN or inf values")
+        return q, k, v, mask
+
     def _check_shapes(self, q: Shape, k: Shape, v: Shape, mask: Shape | None) -> None:
         e = self.embed_dim
         for name, shape in (("query", q), ("key", k), ("value", v)):
@@ -274,6 +301,12 @@ class MultiHeadAttention(Layer):
         mask = tuple(shapes[-1]) if len(shapes) in (2, 4) else None
         self._check_shapes(q, k, v, mask)
         return q
+
+
+def _describe(a: Any) -> str:
+    shape = getattr(a, "shape", None)
+    return f"a {type(a).__name__}" + (f" of dtype {a.dtype} and shape {tuple(shape)}"
+                                      if shape is not None and hasattr(a, "dtype") else "")
 
 
 def _linear(x2: Any, weight: Parameter, bias: Parameter | None, scale: float = 1.0) -> Any:

@@ -55,6 +55,15 @@ def check_penalties(layer: str, **values: Any) -> tuple[float, ...]:
     return tuple(out)
 
 
+def check_flags(layer: str, **values: Any) -> tuple[bool, ...]:
+    """Switches that must be True or False (a string such as "yes" would read as True):
+    ``(bias,) = check_flags("Dense", bias=bias)``."""
+    for arg, value in values.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{layer}: {arg} must be True or False, got {value!r}")
+    return tuple(values.values())
+
+
 def positive_ints(layer: str, **values: Any) -> tuple[int, ...]:
     """The given sizes as Python ints, each a positive integer (NumPy integers welcome,
     bools and floats refused): ``positive_ints("Dense", in_features=784, out_features=10)``."""

@@ -60,6 +60,10 @@ class Bidirectional(Layer):
                              f"got {merge!r}")
         self.forward_layer = rnn
         self.backward_layer = type(rnn)(**rnn.get_config())
+        # what the config does not carry: each weight's frozen flag and penalties
+        for mine, theirs in zip(self.backward_layer.parameters(), rnn.parameters(), strict=True):
+            mine.trainable, mine.l1, mine.l2 = theirs.trainable, theirs.l1, theirs.l2
+        self.backward_layer._trainable = rnn.trainable
         self.merge = merge
         self._label = None  # names the directions "Bidirectional > forward (LSTM)"
 

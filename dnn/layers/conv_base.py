@@ -46,7 +46,7 @@ from dnn import backend
 from dnn import init as initializers
 from dnn.backend import windows
 from dnn.errors import ShapeError
-from dnn.layers.base import Layer, check_penalties, positive_ints
+from dnn.layers.base import Layer, check_flags, check_penalties, positive_ints
 from dnn.layers.dense import init_config_name
 from dnn.parameter import Parameter
 
@@ -160,7 +160,7 @@ class _ConvND(Layer):
         self.padding, pads = conv_padding(padding, name, self.kernel_size, self.stride,
                                           self.dilation)
         self.l1, self.l2 = check_penalties(name, l1=l1, l2=l2)
-        self.use_bias, self.init = bool(bias), init
+        (self.use_bias,), self.init = check_flags(type(self).__name__, bias=bias), init
         # the 2-D view the core works on: a 1-D layer is one row (kernel (1, k))
         lead = (1,) * (2 - count)
         self._kernel2 = (*lead, *self.kernel_size)

@@ -20,7 +20,7 @@ from typing import Any
 from dnn import backend
 from dnn import init as initializers
 from dnn.errors import ShapeError
-from dnn.layers.base import Context, Layer, check_penalties, positive_ints, register
+from dnn.layers.base import Context, Layer, check_flags, check_penalties, positive_ints, register
 from dnn.parameter import Parameter
 
 
@@ -67,7 +67,7 @@ class Dense(Layer):
             raise ValueError("Dense: bias_l1/bias_l2 need a bias; got bias=False with "
                              f"bias_l1={bias_l1}, bias_l2={bias_l2}")
         self.in_features, self.out_features = in_features, out_features
-        self.use_bias, self.init = bias, init
+        (self.use_bias,), self.init = check_flags("Dense", bias=bias), init
         self.weight = Parameter(initializers.get(init)((in_features, out_features)), "weight",
                                 l1=self.l1, l2=self.l2)
         self.bias = Parameter(initializers.zeros((out_features,)), "bias", l1=self.bias_l1,

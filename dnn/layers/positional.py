@@ -29,6 +29,13 @@ from dnn.layers.base import Context, Layer, check_penalties, positive_ints, regi
 from dnn.parameter import Parameter
 
 
+def _check_floating(layer: Layer, x: Any) -> None:
+    """Positions are added to floating vectors (an integer input would round the table)."""
+    if not backend.xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"{layer.describe()}: expected floating vectors (batch, length, dim), "
+                        f"got dtype {x.dtype}; embed integer ids first (Embedding)")
+
+
 def _check_sequence(layer: Layer, shape: tuple[int, ...], max_len: int, dim: int) -> int:
     """T of an input of shape (N, T, dim) with T <= max_len; a ShapeError otherwise."""
     if len(shape) != 3 or shape[-1] != dim:
@@ -54,6 +61,7 @@ class PositionalEmbedding(Layer):
                                 l1=self.l1, l2=self.l2)
 
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
+        _check_floating(self, x)
         ctx.length = t = _check_sequence(self, tuple(x.shape), self.max_len, self.dim)
         return x + self.weight.data[:t, :]
 
@@ -102,6 +110,7 @@ class SinusoidalPositionalEncoding(Layer):
         return pe
 
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
+        _check_floating(self, x)
         t = _check_sequence(self, tuple(x.shape), self.max_len, self.dim)
         return x + self.table(t, x.dtype, x.device)
 

@@ -26,9 +26,9 @@ class SequenceAvgPool(Layer):
     """``SequenceAvgPool()``: (N, T, C) -> (N, C), the mean over the T tokens."""
 
     def _check(self, shape: tuple[int, ...]) -> None:
-        if len(shape) != 3:
-            raise ShapeError(f"{self.describe()}: expected tokens (batch, tokens, channels), got "
-                             f"{tuple(shape)}")
+        if len(shape) != 3 or shape[1] == 0:
+            raise ShapeError(f"{self.describe()}: expected tokens (batch, tokens, channels) with "
+                             f"at least one token, got {tuple(shape)}")
 
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         self._check(tuple(x.shape))

@@ -257,9 +257,16 @@ def class_targets(loss: Loss, y_pred: Any, y_true: Any) -> Any:
     if shape in (lead, (*lead, 1)):
         if xp.isdtype(y_true.dtype, "real floating"):
             raise ShapeError(f"{name}: class-index targets must be integers, got dtype {y_true.dtype}")
-        from dnn.backend.ops import one_hot
+        from dnn.backend import deferred
+        from dnn.backend.ops import class_indices, one_hot
 
-        rows = one_hot(xp.reshape(y_true, (-1,)), classes, y_pred.dtype)
+        labels = class_indices(xp.reshape(y_true, (-1,)))
+        # an id outside [0, C) would get an all-zero row and add nothing: refuse it (at once on
+        # the CPU; on a GPU with the training loop's other checks, without a sync per step)
+        deferred.check((labels < 0) | (labels >= classes),
+                       f"{name}: class labels must be in [0, {classes}) for {classes} classes",
+                       lambda: f", got labels from {int(xp.min(labels))} to {int(xp.max(labels))}")
+        rows = one_hot(labels, classes, y_pred.dtype)
         return rows if len(lead) == 1 else xp.reshape(rows, tuple(y_pred.shape))
     raise ShapeError(f"{name}: expected targets of shape {lead} (class indices) or "
                      f"{tuple(y_pred.shape)} (one-hot rows) for predictions of shape "

@@ -93,6 +93,23 @@ def true_classes(y_true: Any, n: int, classes: int, who: str) -> Any:
     )
 
 
+def per_position(y_pred: Any, y_true: Any, who: str) -> tuple[Any, Any]:
+    """(N, ..., C) scores and their targets as (M, C) rows and M targets, M = N·…: one row
+    per position. Targets: (N, ...) or (N, ..., 1) class indices, or (N, ..., C) one-hot."""
+    xp = backend.xp
+    lead, classes = tuple(y_pred.shape[:-1]), int(y_pred.shape[-1])
+    rows = 1
+    for d in lead:
+        rows *= int(d)
+    shape = tuple(y_true.shape)
+    if shape in (lead, (*lead, 1)):
+        return xp.reshape(y_pred, (rows, classes)), xp.reshape(y_true, (rows,))
+    if shape == (*lead, classes):
+        return xp.reshape(y_pred, (rows, classes)), xp.reshape(y_true, (rows, classes))
+    raise ValueError(f"{who}: targets for {tuple(y_pred.shape)} scores must be {lead} class "
+                     f"indices or {(*lead, classes)} one-hot rows, got shape {shape}")
+
+
 def binary_truth(y_true: Any) -> Any:
     """0/1 (or boolean, or probability) targets as a boolean (N,) vector: y > 0.5 for
     floats, y > 0 for integers (comparing an integer array with 0.5 is not portable)."""

@@ -20,6 +20,7 @@ from dnn.metrics.base import (
     binary_outside,
     binary_range_error,
     binary_truth,
+    per_position,
     register,
     true_classes,
 )
@@ -30,7 +31,9 @@ class Accuracy(Thresholded, Metric):
     """Fraction of correct predictions.
 
     - (N, C) predictions with (N,) or (N, 1) class indices or (N, C) one-hot
-      targets: argmax over classes;
+      targets: argmax over classes; (N, ..., C) predictions (a class per position,
+      e.g. a sequence) count every position, with (N, ...) or (N, ..., 1) labels or
+      (N, ..., C) one-hot targets;
     - (N,) or (N, 1) predictions (binary): y_pred > threshold compared with y_true.
       ``threshold=None`` is 0.5 (probabilities), or 0 when compiled with a loss on
       logits (``SigmoidBinaryCrossentropy``, ``from_logits=True``). Binary targets
@@ -51,6 +54,8 @@ class Accuracy(Thresholded, Metric):
 
     def update(self, y_pred: Any, y_true: Any) -> None:
         xp = backend.xp
+        if y_pred.ndim > 2 and y_pred.shape[-1] > 1:  # a class per position: (N, ..., C)
+            y_pred, y_true = per_position(y_pred, y_true, type(self).__name__)
         if y_pred.ndim == 2 and y_pred.shape[1] > 1:
             predicted = xp.astype(xp.argmax(y_pred, axis=1), xp.int64)
             correct = predicted == true_classes(y_true, int(y_pred.shape[0]),
