@@ -281,8 +281,10 @@ class MultiHeadAttention(Layer):
             raise ShapeError(f"{self.describe()}: key and value must have one shape (N, S, {e}) "
                              f"with the query's batch size; got query {q}, key {k}, value {v}")
         if mask is not None and mask != (k[0], k[1]):
+            hint = " (cross-attention takes [q, k, v]: a list of two is [x, mask])" \
+                if len(mask) == 3 else ""
             raise ShapeError(f"{self.describe()}: the key-padding mask must have the shape "
-                             f"(N, S) = {(k[0], k[1])}, got {mask}")
+                             f"(N, S) = {(k[0], k[1])}, got {mask}{hint}")
 
     # ------------------------------------------------------------------ description
     def get_config(self) -> dict[str, Any]:
