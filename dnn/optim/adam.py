@@ -20,6 +20,26 @@ from dnn import backend
 from dnn.optim.base import KerasAlias, Optimizer, check_eps, check_number, register
 
 
+def _moments_into(g: Any, m: Any, v: Any, denom: Any, tmp: Any, betas: tuple[float, float],
+                  inv_bias2: float, eps: float) -> None:
+    """In place, the steps Adam and NAdam share (``tmp``: scratch; ``denom`` may be it):
+
+        m ← β₁·m + (1 − β₁)·g;   v ← β₂·v + (1 − β₂)·g²;   denom ← √v / √(1 − β₂ᵗ) + ε
+    """
+    beta1, beta2 = betas
+    into = backend.library.elementwise_into
+    m *= beta1
+    into("multiply", g, 1.0 - beta1, out=tmp)
+    m += tmp
+    v *= beta2
+    into("multiply", g, g, out=tmp)
+    tmp *= 1.0 - beta2
+    v += tmp
+    into("sqrt", v, out=denom)
+    denom *= inv_bias2
+    denom += eps
+
+
 @register
 class Adam(Optimizer):
     state_names = ("exp_avg", "exp_avg_sq")
@@ -59,16 +79,7 @@ class Adam(Optimizer):
         into = backend.library.elementwise_into
 
         def update(p: Any, g: Any, m: Any, v: Any, tmp: Any) -> None:
-            m *= beta1                                  # m ← β₁·m + (1 − β₁)·g
-            into("multiply", g, 1.0 - beta1, out=tmp)
-            m += tmp
-            v *= beta2                                  # v ← β₂·v + (1 − β₂)·g²
-            into("multiply", g, g, out=tmp)
-            tmp *= 1.0 - beta2
-            v += tmp
-            into("sqrt", v, out=tmp)                    # d ← √v / √(1 − β₂ᵗ) + ε
-            tmp *= inv_bias2
-            tmp += self.eps
+            _moments_into(g, m, v, tmp, tmp, self.betas, inv_bias2, self.eps)  # tmp ← d
             into("divide", m, tmp, out=tmp)             # θ ← θ − lr/(1 − β₁ᵗ) · m / d
             tmp *= step_size
             p -= tmp
@@ -120,23 +131,13 @@ class NAdam(Adam):
         if self.weight_decay:
             grad = grad + self.weight_decay * param
         mu, mu_next, mu_product = self._mu(t), self._mu(t + 1), self._mu_product_at(t)
-        beta1 = self.betas[0]
         inv_bias2 = 1.0 / math.sqrt(1.0 - beta2**t)
         grad_step = self.lr * (1.0 - mu) / (1.0 - mu_product)
         momentum_step = self.lr * mu_next / (1.0 - mu_product * mu_next)
         eps, into = self.eps, backend.library.elementwise_into
 
         def update(p: Any, g: Any, m: Any, v: Any, denom: Any, tmp: Any) -> None:
-            m *= beta1                                  # m ← β₁·m + (1 − β₁)·g
-            into("multiply", g, 1.0 - beta1, out=tmp)
-            m += tmp
-            v *= beta2                                  # v ← β₂·v + (1 − β₂)·g²
-            into("multiply", g, g, out=tmp)
-            tmp *= 1.0 - beta2
-            v += tmp
-            into("sqrt", v, out=denom)                  # d = √(v / (1 − β₂ᵗ)) + ε
-            denom *= inv_bias2
-            denom += eps
+            _moments_into(g, m, v, denom, tmp, self.betas, inv_bias2, eps)
             into("divide", g, denom, out=tmp)           # θ ← θ − lr·(1 − μ_t)/(1 − Π_t)·g/d
             tmp *= grad_step
             p -= tmp
