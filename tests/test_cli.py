@@ -197,7 +197,7 @@ def test_train_stdlib_text_char_transformer(monkeypatch, capsys, tmp_path):
 
 
 def test_transformer_models_fit_only_their_data():
-    result = run_cli("train", "stdlib-text", timeout=60)  # the default model (mlp) reads no text
+    result = run_cli("train", "stdlib-text", "--model", "mlp", timeout=60)  # mlp reads no text
     assert result.returncode == 2
     assert "mlp does not fit stdlib-text" in result.stderr and "char-transformer" in result.stderr
     result = run_cli("train", "spiral", "--model", "vit", timeout=60)
