@@ -179,19 +179,21 @@ class Trainer(Inference):
         xs = list(x) if self._multi_in else [x]
         ys = list(y) if self._multi_out else [y]
         check = "train_step" if self._check_next_step else None
-        loss = self._train_step(xs, ys, check=check)[0]
+        loss = self._train_step(xs, ys, check=check, checked=False)[0]
         self._check_next_step = False  # only once the check passed
         return loss
 
     def _train_step(self, xs: list[Any], ys: list[Any], ws: list[Any] | None = None,
-                    check: str | None = None, batch: int = 0) -> tuple[Any, list[Any]]:
+                    check: str | None = None, batch: int = 0,
+                    checked: bool = True) -> tuple[Any, list[Any]]:
         """One step on this process's rows of a global batch of ``batch`` samples (with
         data parallelism; else all of it): forward, backward, the gradients averaged over
-        the ranks, the optimizer step."""
+        the ranks, the optimizer step. ``checked``: the targets were checked where they
+        came in (fit's feed), so the losses need not check them again."""
         local = int(xs[0].shape[0])
         if local:
             total, per_output, outs = self._forward_backward(xs, ys, training=True,
-                                                             check=check, ws=ws)
+                                                             check=check, ws=ws, checked=checked)
         else:  # a rank whose slice of the global batch is empty still joins the average
             total, per_output, outs = 0.0, [0.0] * len(self.losses), None
         if self._parallel is not None:
@@ -211,12 +213,12 @@ class Trainer(Inference):
         return self._forward_backward(xs, ys, training=False)[0]
 
     def _forward_backward(self, xs: list[Any], ys: list[Any], training: bool,
-                          check: str | None = None,
-                          ws: list[Any] | None = None) -> tuple[Any, list[Any], list[Any]]:
+                          check: str | None = None, ws: list[Any] | None = None,
+                          checked: bool = True) -> tuple[Any, list[Any], list[Any]]:
         outs, contexts = self._graph.forward(xs, training=training)
         if check:  # the first step of a fit call: outputs the losses cannot read
             check_predictions(self, outs, check)
-        total, per_output, grads = self._losses_and_grads(outs, ys, ws)
+        total, per_output, grads = self._losses_and_grads(outs, ys, ws, checked)
         with backward_pass() as pass_id:
             self._graph.backward(contexts, grads, needs_input_grad=False)
             add_penalty_grads(self._penalized)
@@ -227,14 +229,15 @@ class Trainer(Inference):
     def _penalty(self) -> Any:
         return penalty(self._penalized)
 
-    def _losses_and_grads(self, outs: list[Any], ys: list[Any],
-                          ws: list[Any] | None = None) -> tuple[Any, list[Any], list[Any]]:
+    def _losses_and_grads(self, outs: list[Any], ys: list[Any], ws: list[Any] | None = None,
+                          checked: bool = True) -> tuple[Any, list[Any], list[Any]]:
         """Σᵢ wᵢ·Lᵢ, each Lᵢ, and each wᵢ·dLᵢ/dŷᵢ (the loss's backward right after its
-        forward); ``ws``: per-sample weights, one array per output (or None)."""
+        forward); ``ws``: per-sample weights, one array per output (or None); ``checked``:
+        whether the targets and weights were checked already."""
         total: Any = 0.0
         per_output, grads = [], []
         for i, (loss, weight, out, y) in enumerate(zip(self.losses, self.loss_weights, outs, ys)):
-            value = loss_value(loss, out, y, None if ws is None else ws[i])
+            value = loss_value(loss, out, y, None if ws is None else ws[i], checked)
             grad = loss.backward()
             per_output.append(value)
             total = total + (value if weight == 1.0 else weight * value)

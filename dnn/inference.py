@@ -19,11 +19,10 @@ from dnn.feeding import Feed, is_stream, make_feed
 from dnn.training import check_counts, check_fit_args, check_predictions, progress, resolve_verbose
 
 
-def loss_value(loss: losses.Loss, out: Any, y: Any, weight: Any) -> Any:
-    """The loss of one batch; the weights were checked once where they came in."""
-    if weight is None:
-        return loss(out, y)
-    return loss(out, y, sample_weight=weight, check_weights=False)
+def loss_value(loss: losses.Loss, out: Any, y: Any, weight: Any, checked: bool = True) -> Any:
+    """The loss of one batch; ``checked``: its labels and weights were checked where they
+    came in (fit and evaluate check data once), so the loss skips its own checks."""
+    return loss(out, y, sample_weight=weight, check=not checked)
 
 
 def _first_array(x: Any) -> Any:

@@ -154,9 +154,9 @@ def test_flags_and_input_shapes_are_checked():
 
 def test_sigmoid_family_keeps_its_precision_for_negative_inputs():
     x = np.array([-30.0, -20.0, -10.0], np.float32)
-    s = backend.to_numpy(L.Sigmoid()(x))
+    s = backend.to_numpy(L.Sigmoid()(backend.asarray(x)))
     np.testing.assert_allclose(s, 1.0 / (1.0 + np.exp(-x.astype(np.float64))), rtol=1e-6)
-    assert backend.to_numpy(L.SiLU()(x))[1] < 0  # -20·σ(-20) = -4.1e-8, not -0
+    assert backend.to_numpy(L.SiLU()(backend.asarray(x)))[1] < 0  # -20·σ(-20) = -4.1e-8, not -0
 
 
 # ------------------------------------------------------------ generate, the corpus, the RNG

@@ -463,13 +463,13 @@ def test_bad_sample_weight_is_refused(backend_name, cls):
 
 
 def test_device_weights_are_checked_unless_told_otherwise(backend_name):
-    """check_weights=False skips the device read for weights already checked on the host."""
+    """check=False skips the device read for weights already checked on the host."""
     w = weights()
     w[0] = np.nan
     pred, target = dnn.to_device(logits()), dnn.to_device(labels())
     with pytest.raises(ValueError, match="finite"):
         SoftmaxCrossEntropy()(pred, target, dnn.to_device(w))
-    assert np.isnan(float(SoftmaxCrossEntropy()(pred, target, dnn.to_device(w), check_weights=False)))
+    assert np.isnan(float(SoftmaxCrossEntropy()(pred, target, dnn.to_device(w), check=False)))
 
 
 @pytest.mark.parametrize("cls", ALL_CLASSES)

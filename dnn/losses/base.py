@@ -61,17 +61,21 @@ class Loss:
     _weights: Any = None
     #: dL/dlᵢ set by backward: None (the unweighted mean), a number, or an (N,) array
     _coef: Any = None
+    #: whether the last call checks its targets and weights (``check=``)
+    _check = True
 
     def __init__(self, reduction: str = "mean") -> None:
         self.reduction = _check_reduction(self, reduction)
 
     def __call__(self, y_pred: Any, y_true: Any, sample_weight: Any = None, *,
-                 check_weights: bool = True) -> Any:
+                 check: bool = True) -> Any:
         """The reduced loss; ``sample_weight`` is (N,) or (N, 1), NumPy or backend, ≥ 0.
-        ``check_weights=False`` skips the finite/non-negative check of backend weights
-        (one device read), for weights already checked on the host."""
+        ``check=False`` skips the checks of the targets and weights (class labels in
+        range, weights finite and non-negative: a device read each), for data the
+        training loop has checked already."""
         y_true = backend.asarray(y_true) if not backend.is_array(y_true) else y_true
         self._weights = None
+        self._check = check
         if sample_weight is None and self.reduction == "mean":
             return self.forward(y_pred, y_true)
         if y_pred.ndim == 0:
@@ -79,7 +83,7 @@ class Loss:
                              f"{self.reduction!r} need predictions with a batch axis, got a 0-d array")
         if sample_weight is not None:
             self._weights = sample_weights(self, sample_weight, y_pred.shape[0], y_pred.dtype,
-                                           check=check_weights)
+                                           check=check)
         return self.forward(y_pred, y_true)
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
@@ -262,10 +266,14 @@ def class_targets(loss: Loss, y_pred: Any, y_true: Any) -> Any:
 
         labels = class_indices(xp.reshape(y_true, (-1,)))
         # an id outside [0, C) would get an all-zero row and add nothing: refuse it (at once on
-        # the CPU; on a GPU with the training loop's other checks, without a sync per step)
-        deferred.check((labels < 0) | (labels >= classes),
-                       f"{name}: class labels must be in [0, {classes}) for {classes} classes",
-                       lambda: f", got labels from {int(xp.min(labels))} to {int(xp.max(labels))}")
+        # the CPU; on a GPU with the training loop's other checks, without a sync per step),
+        # unless the caller checked the labels already (fit, evaluate: check=False)
+        if loss._check:
+            deferred.check((labels < 0) | (labels >= classes),
+                           f"{name}: class labels must be in [0, {classes}) for {classes} "
+                           "classes",
+                           lambda: f", got labels from {int(xp.min(labels))} to "
+                                   f"{int(xp.max(labels))}")
         rows = one_hot(labels, classes, y_pred.dtype)
         return rows if len(lead) == 1 else xp.reshape(rows, tuple(y_pred.shape))
     raise ShapeError(f"{name}: expected targets of shape {lead} (class indices) or "
