@@ -194,12 +194,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("backend", active),
         ("device", dnn.backend.device_name()),
         ("default dtype", _dtype_name(dnn.backend.default_dtype())),
+        ("elementwise threads", f"{dnn.num_threads()} (dnn.set_num_threads; the BLAS has its "
+                                f"own: OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')})"),
+        ("fused kernels", _fused_kernels()),
     ]
     for name in dnn.backend.BACKENDS:  # each backend: installed? usable here? why not?
         rows.append((f"backend: {name}", dnn.backend.status(name).describe()))
     rows += [(dist, _version(dist)) for dist in
              ("numpy", "array-api-compat", "array-api-strict", "torch", "cupy-cuda13x",
-              "cupy-cuda12x", "cupy-cuda11x", "tqdm", "scipy", "pandas", "matplotlib")]
+              "cupy-cuda12x", "cupy-cuda11x", "numba", "tqdm", "scipy", "pandas", "matplotlib")]
     for name in ("fashion-mnist", "mnist"):
         present = (home / name).is_dir() and any((home / name).glob("*-ubyte.gz"))
         rows.append((f"data: {name}", f"{home / name} ({'present' if present else 'not downloaded'})"))
@@ -207,6 +210,19 @@ def cmd_info(args: argparse.Namespace) -> int:
     for key, value in rows:
         print(f"{key.ljust(width)}  {value}")
     return 0
+
+
+def _fused_kernels() -> str:
+    """Whether the optimizers update in one compiled pass here (dnn.backend.kernels)."""
+    import importlib.util
+
+    import dnn
+
+    if dnn.backend.library.fused("adam") is not None:
+        return "yes (Numba: one-pass optimizer updates)"
+    if importlib.util.find_spec("numba") is None:
+        return "no (pip install -e \".[fast]\" for one-pass optimizer updates on NumPy)"
+    return "no (Numba is installed; the fused kernels serve the NumPy backend, or DNN_FUSED=0)"
 
 
 def _dnn_version() -> str:
