@@ -218,7 +218,7 @@ def _workspace_theory(name: str) -> int:
         return 0
     from dnn.backend import windows
 
-    if type(layer).__name__ == "Conv2DTranspose":  # its backward takes im2col of dL/dy
+    if isinstance(layer, dnn.layers.Conv2DTranspose):  # its backward takes im2col of dL/dy
         shape = tuple(layer.output_shape(shape))
     if len(shape) == 3:  # Conv1D: a one-row image (N, C, 1, L)
         shape = (shape[0], shape[1], 1, shape[2])

@@ -60,10 +60,11 @@ class Bidirectional(Layer):
                              f"got {merge!r}")
         self.forward_layer = rnn
         self.backward_layer = type(rnn)(**rnn.get_config())
-        # what the config does not carry: each weight's frozen flag and penalties
+        # what the config does not carry: the frozen flags (the layer's, then each weight's)
+        # and the penalties set on the weights
+        self.backward_layer.trainable = rnn.trainable
         for mine, theirs in zip(self.backward_layer.parameters(), rnn.parameters(), strict=True):
             mine.trainable, mine.l1, mine.l2 = theirs.trainable, theirs.l1, theirs.l2
-        self.backward_layer._trainable = rnn.trainable
         self.merge = merge
         self._label = None  # names the directions "Bidirectional > forward (LSTM)"
 
