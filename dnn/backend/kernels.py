@@ -1,88 +1,69 @@
 """Fused CPU kernels (optional: ``pip install -e ".[fast]"``, which installs Numba).
 
-The optimizers' updates are elementwise: written with NumPy ufuncs, Adam makes
-twelve passes over the flat buffers (:meth:`dnn.optim.Adam._adam_step`), each
-reading and writing memory. Compiled, the same formula is ONE pass over p, g, m
-and v, split over the cores (``prange``):
+The hot elementwise work of a training step, written with NumPy ufuncs, is many
+passes over memory, each a Python call. Compiled with Numba, each is ONE pass:
 
-    m ← β₁·m + (1 − β₁)·g;   v ← β₂·v + (1 − β₂)·g²;   θ ← θ − s·m / (√v·b + ε)
+- :mod:`dnn.backend.numba_optim`: the Adam and SGD-momentum updates of the flat
+  parameter buffers (bitwise the portable path's result);
+- :mod:`dnn.backend.numba_pool`: MaxPool2D forward (maximum and arg-max together)
+  and backward (each gradient routed to its arg-max), bitwise the portable result;
+- :mod:`dnn.backend.numba_windows`: im2col (the windows as GEMM rows) and col2im (the
+  scatter-add of a convolution's input gradient), bitwise the portable results;
+- :mod:`dnn.backend.numba_lstm`: the LSTM cell of one time step, forward (the gates,
+  c_t, tanh(c_t), h_t) and backward (dz and dc_{t-1}), equal to the portable path up
+  to the rounding of tanh.
 
-with s = lr / (1 − β₁ᵗ) and b = 1 / √(1 − β₂ᵗ) (Adam), in the same order of operations
-as the NumPy path, so both give the same bits; SGD with momentum is
-b ← μ·b + (1 − τ)·g, θ ← θ − lr·(g + μ·b or b). Measured on 535,818 float32
-parameters (the MLP 784-512-256-10): NumPy chunks 0.85 ms per step on one
-thread and no faster on two; this kernel 0.73 ms on one thread, 0.36 ms on two.
-
-:func:`get` returns the kernel of that name, or None when Numba is not installed
-or ``DNN_FUSED=0`` (the optimizers then take the portable chunked path, which
-the tests compare with this one). Kernels compile on first use (about a
-second) and are cached next to this file.
+:func:`get` returns the kernel of that name, or None when Numba is not installed or
+``DNN_FUSED=0``; the layers and optimizers then take their portable path, which the
+tests compare with these. Kernels compile on first use (a second or two each) and are
+cached next to their module. The parallel ones (``prange``) run on
+``dnn.num_threads()`` cores.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 from collections.abc import Callable
+from types import ModuleType
 from typing import Any
-
-import numpy as np
 
 from dnn.backend import threads
 
+#: kernel name -> the module (in dnn.backend) that defines it
+KERNELS = {
+    "adam": "numba_optim", "sgd_momentum": "numba_optim",
+    "max_pool2d": "numba_pool", "max_pool2d_grad": "numba_pool",
+    "im2col": "numba_windows", "col2im": "numba_windows",
+    "lstm_cell": "numba_lstm", "lstm_cell_grad": "numba_lstm",
+}
+
 
 @functools.cache
-def _compiled() -> dict[str, Callable[..., None]] | None:
+def _module(name: str) -> ModuleType | None:
     try:
-        import numba
+        import numba  # noqa: F401
     except ImportError:
         return None
-    prange = numba.prange
-
-    @numba.njit(parallel=True, cache=True)
-    def adam(p: Any, g: Any, m: Any, v: Any, beta1: float, rest1: float, beta2: float,
-             rest2: float, step_size: float, inv_bias2: float, eps: float) -> None:
-        for i in prange(p.shape[0]):
-            gi = g[i]
-            mi = beta1 * m[i] + rest1 * gi
-            vi = beta2 * v[i] + rest2 * (gi * gi)
-            m[i] = mi
-            v[i] = vi
-            p[i] -= step_size * (mi / (np.sqrt(vi) * inv_bias2 + eps))
-
-    @numba.njit(parallel=True, cache=True)
-    def sgd_momentum(p: Any, g: Any, buf: Any, lr: float, momentum: float, rest: float,
-                     nesterov: bool, first: bool) -> None:
-        for i in prange(p.shape[0]):
-            gi = g[i]
-            bi = gi if first else momentum * buf[i] + rest * gi
-            buf[i] = bi
-            p[i] -= lr * (gi + momentum * bi if nesterov else bi)
-
-    return {"adam": adam, "sgd_momentum": sgd_momentum}
+    return importlib.import_module(f"dnn.backend.{name}")
 
 
-def get(name: str) -> Callable[..., None] | None:
-    """The fused kernel ``name`` ("adam", "sgd_momentum") running on
-    ``dnn.num_threads()`` cores, or None (no Numba, or ``DNN_FUSED=0``)."""
+def get(name: str) -> Callable[..., Any] | None:
+    """The fused kernel ``name`` (a key of :data:`KERNELS`), or None (no Numba, or
+    ``DNN_FUSED=0``)."""
+    if name not in KERNELS:
+        raise ValueError(f"dnn.backend.kernels: no kernel {name!r}; known: {sorted(KERNELS)}")
     if os.environ.get("DNN_FUSED", "1") == "0":
         return None
-    kernels = _compiled()
-    if kernels is None:
-        return None
-    kernel = kernels[name]
+    module = _module(KERNELS[name])
+    return None if module is None else getattr(module, name)
 
-    def run(*args: Any) -> None:
-        import numba
 
-        # Python floats become the arrays' dtype: float32 arithmetic for float32 arrays,
-        # as the NumPy path does (a float64 scalar would promote every operation); the
-        # callers pass 1 − β as a Python float, rounded once, as the NumPy path has it
-        scalar = args[0].dtype.type
-        args = tuple(scalar(a) if isinstance(a, float) else a for a in args)
-        wanted = min(threads.num_threads(), numba.config.NUMBA_NUM_THREADS)
-        if numba.get_num_threads() != wanted:
-            numba.set_num_threads(wanted)
-        kernel(*args)
+def use_threads() -> None:
+    """Let Numba's parallel loops use ``dnn.num_threads()`` threads (at most its own pool)."""
+    import numba
 
-    return run
+    wanted = min(threads.num_threads(), numba.config.NUMBA_NUM_THREADS)
+    if numba.get_num_threads() != wanted:
+        numba.set_num_threads(wanted)

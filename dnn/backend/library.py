@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from dnn.backend import ops, random, windows
+from dnn.backend import host_memory, ops, random, windows
 
 #: elementwise functions :meth:`ArrayLibrary.elementwise_into` accepts (the same name in
 #: numpy, cupy, torch and the Array API standard)
@@ -126,8 +126,9 @@ class ArrayLibrary:
         return out
 
     def fused(self, name: str) -> Any:
-        """A fused one-pass kernel for an optimizer update (:mod:`dnn.backend.kernels`), or
-        None: the optimizer then updates chunk by chunk with :meth:`elementwise_into`."""
+        """A fused one-pass kernel (:mod:`dnn.backend.kernels`: an optimizer update, max
+        pooling, the LSTM cell), or None: the caller then takes its portable path (the
+        optimizers update chunk by chunk with :meth:`elementwise_into`)."""
         return None
 
     def scratch_elements(self) -> int:
@@ -162,9 +163,11 @@ class ArrayLibrary:
         return sum(int(a.nbytes) for a in self._workspaces)
 
     def release_workspaces(self) -> None:
-        """Drop every spare workspace (``fit``, ``evaluate`` and ``predict`` do at their end:
-        nothing is held at rest)."""
+        """Drop every spare workspace and give the host heap's free memory back to the
+        system (``fit``, ``evaluate`` and ``predict`` do at their end: nothing is held at
+        rest; :mod:`dnn.backend.host_memory`)."""
         self._workspaces.clear()
+        host_memory.return_freed_pages()
 
     # ------------------------------------------------------------ elementwise functions
     def clip(self, x: Any, low: float, high: float) -> Any:

@@ -51,7 +51,8 @@ from dnn.layers.dense import init_config_name
 from dnn.parameter import Parameter
 
 #: with fewer input channels the input gradient is one GEMM then col2im; with more, one
-#: GEMM block per kernel offset folded in as it comes (:func:`windows.col2im_matmul`)
+#: GEMM block per kernel offset folded in as it comes (:func:`windows.col2im_matmul`),
+#: unless col2im is a compiled one-pass kernel (then one GEMM and col2im always)
 FUSED_FOLD_CHANNELS = 16
 
 
@@ -291,7 +292,9 @@ class _ConvND(Layer):
         g = self._rows(g4)
         self._add_bias_grad(g)
         dw4 = self._unflat_kernel(self._weight_gemm(g, cols)) if self.weight.trainable else None
-        dx4 = self._fold_gemm(g, w2, ctx.x_shape) if ctx.needs_input_grad else None
+        # dW₂ has read the im2col rows: G @ W₂ may overwrite them
+        dx4 = self._fold_gemm(g, w2, ctx.x_shape, scratch=cols if self.groups == 1 else None) \
+            if ctx.needs_input_grad else None
         del ctx.cols  # the buffer is free again: the next forward writes into it
         backend.library.give_workspace(cols)
         return dx4, dw4
@@ -347,11 +350,14 @@ class _ConvND(Layer):
             return g.T @ cols
         return backend.xp.permute_dims(self._grouped(g), (0, 2, 1)) @ cols
 
-    def _fold_gemm(self, g: Any, w2: Any, x_shape: tuple[int, ...]) -> Any:
-        """col2im(G @ W₂) into an (N, C, H, W) array of shape ``x_shape``."""
+    def _fold_gemm(self, g: Any, w2: Any, x_shape: tuple[int, ...], scratch: Any = None) -> Any:
+        """col2im(G @ W₂) into an (N, C, H, W) array of shape ``x_shape``; ``scratch``: a
+        spare array of the shape of G @ W₂ (the im2col buffer) the product may go into."""
         args = (x_shape, self._kernel2, self._stride2, self.pads)
-        if self.groups == 1 and x_shape[1] < FUSED_FOLD_CHANNELS:
-            # few channels: one GEMM, then the scatter-add of its rows
-            return windows.col2im(g @ w2, *args, dilation=self._dilation2)
+        if self.groups == 1 and (x_shape[1] < FUSED_FOLD_CHANNELS
+                                 or backend.library.fused("col2im") is not None):
+            # few channels, or a one-pass col2im: one GEMM, then the scatter-add of its rows
+            product = g @ w2 if scratch is None else backend.library.matmul_into(g, w2, out=scratch)
+            return windows.col2im(product, *args, dilation=self._dilation2)
         # one (N·OH·OW, C) GEMM block (a batched GEMM per group) per kernel offset, folded in
         return windows.col2im_matmul(g, w2, *args, dilation=self._dilation2, groups=self.groups)

@@ -19,6 +19,9 @@ GlobalMaxPool2D: (N, C, H, W) -> (N, C), y = max over H, W;  dL/dx = g at the ar
             (as ``torch.nn.AdaptiveMaxPool2d(1)`` and MaxPool2D pick it); ``torch.amax`` would
             instead split g evenly among the tied maxima — the same function, another subgradient.
 
+With Numba installed (the ``fast`` extra), MaxPool2D on NumPy runs both directions as one
+compiled loop each (:mod:`dnn.backend.numba_pool`), with the same results.
+
 PyTorch oracles: ``torch.nn.functional.max_pool2d`` / ``avg_pool2d`` (kernel, stride, padding),
 ``adaptive_avg_pool2d(x, 1)`` and ``adaptive_max_pool2d(x, 1)`` flattened to (N, C).
 """
@@ -74,6 +77,13 @@ class MaxPool2D(_Pool2D):
 
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         xp = backend.xp
+        fused = backend.library.fused("max_pool2d")
+        if fused is not None:  # the same maximum and arg-max in one compiled pass
+            check_nchw(self, x, None, self.kernel_size, self.padding)
+            out_size = self.output_shape(tuple(x.shape))[2:]
+            best, ctx.index = fused(x, self.kernel_size, self.stride, self.padding, out_size)
+            ctx.input_shape, ctx.padded_shape = tuple(x.shape), None
+            return best
         pieces, padded_shape = self._windows(x, float("-inf"))
         count = len(pieces)
         index_dtype = xp.int8 if count < 128 else xp.int32
@@ -93,6 +103,9 @@ class MaxPool2D(_Pool2D):
 
     def backward_with(self, ctx: Context, grad: Any) -> Any:
         index, padded_shape = ctx.index, ctx.padded_shape
+        if padded_shape is None:  # the fused forward: its backward routes g in one pass
+            return backend.library.fused("max_pool2d_grad")(
+                grad, index, ctx.input_shape, self.kernel_size, self.stride, self.padding)
         count = self.kernel_size[0] * self.kernel_size[1]
         pieces = (windows.masked(index == t, grad) for t in range(count))
         dx = windows.fold_slices(pieces, padded_shape, self.kernel_size, self.stride, like=grad)

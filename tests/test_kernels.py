@@ -1,0 +1,170 @@
+"""The fused kernels of dnn.backend.kernels (Numba, the ``fast`` extra) against the portable
+paths they replace, on NumPy (the library they serve): max pooling, im2col and col2im
+give the same bits; the layers built on them (Conv2D, Conv1D, Conv2DTranspose,
+MaxPool2D) give the same outputs and gradients up to the GEMMs' rounding; the LSTM cell
+agrees up to the rounding of tanh.
+
+The portable path is taken by switching the library's ``fused`` off (the state the
+other backends, and a machine without Numba, are in).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import dnn
+from dnn import backend
+from dnn.backend import kernels, windows
+from dnn.layers import Conv1D, Conv2D, Conv2DTranspose, MaxPool2D
+from dnn.layers.base import Context
+from dnn.parameter import backward_pass
+
+
+@pytest.fixture(autouse=True)
+def _numpy_with_kernels():
+    dnn.set_backend("numpy")
+    if backend.library.fused("max_pool2d") is None:
+        pytest.skip("no fused kernels here: Numba is not installed (pip install -e '.[fast]') "
+                    "or DNN_FUSED=0")
+
+
+def _portable(monkeypatch, fn):
+    """``fn()`` with every fused kernel off."""
+    with monkeypatch.context() as m:
+        m.setattr(backend.library, "fused", lambda name: None)
+        return fn()
+
+
+def _channels_last(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+
+
+def _forward_backward(layer, x, grad, needs_input_grad=True):
+    ctx = Context()
+    ctx.needs_input_grad = needs_input_grad
+    y = layer.forward_with(ctx, x, training=True)
+    with backward_pass():
+        dx = layer.backward_with(ctx, grad)
+    params = [None if p.grad is None else np.array(p.grad) for p in layer.parameters()]
+    return np.array(y), (None if dx is None else np.array(dx)), getattr(ctx, "index", None), params
+
+
+POOLS = [  # kernel, stride, padding, input (N, C, H, W)
+    (2, None, 0, (3, 5, 8, 8)),       # side by side, tiling the image
+    (2, None, 0, (2, 4, 9, 7)),       # side by side, a last row and column left over
+    (3, 2, 1, (2, 3, 9, 9)),          # overlapping, padded
+    (3, 1, 0, (2, 2, 6, 7)),          # stride 1: every pixel in up to nine windows
+    ((2, 3), (1, 2), (1, 0), (2, 3, 7, 8)),
+    (1, None, 0, (2, 3, 4, 4)),
+    (2, 3, 0, (2, 3, 8, 8)),          # gaps between windows
+]
+
+
+@pytest.mark.parametrize("kernel, stride, padding, shape", POOLS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layout", ["nchw", "channels-last"])
+def test_max_pool_gives_the_bits_of_the_portable_path(monkeypatch, kernel, stride, padding,
+                                                      shape, dtype, layout):
+    rng = np.random.default_rng(0)
+    # few distinct values: many ties, whose first maximum must win in both
+    x = rng.integers(-3, 4, size=shape).astype(dtype)
+    x = _channels_last(x) if layout == "channels-last" else x
+    pool = MaxPool2D(kernel, stride, padding)
+    out_shape = pool.output_shape(shape)
+    grad = rng.standard_normal(out_shape).astype(dtype)
+    grad = grad if layout == "channels-last" else _channels_last(grad)  # the other layout
+    fused = _forward_backward(pool, x, grad)
+    portable = _portable(monkeypatch, lambda: _forward_backward(pool, x, grad))
+    for a, b in zip(fused[:3], portable[:3]):
+        assert a.dtype == b.dtype and a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
+
+
+def test_max_pool_nan_and_infinities_as_the_portable_path(monkeypatch):
+    x = np.array([[[[1.0, np.nan, 3.0, -np.inf], [np.nan, 0.0, -np.inf, -np.inf],
+                    [np.inf, 2.0, 5.0, 5.0], [1.0, np.inf, 4.0, 5.0]]]], dtype=np.float32)
+    pool = MaxPool2D(2)
+    grad = np.ones((1, 1, 2, 2), dtype=np.float32)
+    fused = _forward_backward(pool, x, grad)
+    portable = _portable(monkeypatch, lambda: _forward_backward(pool, x, grad))
+    for a, b in zip(fused[:3], portable[:3]):
+        np.testing.assert_array_equal(a, b)
+
+
+WINDOWS = [  # kernel, stride, padding (t, b, l, r), dilation, input (N, C, H, W)
+    ((3, 3), (1, 1), (1, 1, 1, 1), (1, 1), (2, 3, 7, 6)),
+    ((3, 3), (2, 2), (0, 0, 0, 0), (1, 1), (2, 4, 9, 8)),
+    ((2, 4), (1, 3), (0, 1, 2, 1), (1, 1), (3, 2, 6, 9)),
+    ((3, 2), (1, 1), (2, 2, 1, 1), (2, 3), (2, 5, 8, 9)),
+    ((1, 1), (1, 1), (0, 0, 0, 0), (1, 1), (2, 7, 3, 4)),
+]
+
+
+@pytest.mark.parametrize("kernel, stride, padding, dilation, shape", WINDOWS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_im2col_and_col2im_give_the_bits_of_the_portable_path(monkeypatch, kernel, stride,
+                                                              padding, dilation, shape, dtype):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape).astype(dtype)
+    fused_cols = windows.im2col(x, kernel, stride, padding, dilation=dilation)
+    portable_cols = _portable(monkeypatch, lambda: windows.im2col(x, kernel, stride, padding,
+                                                                  dilation=dilation))
+    np.testing.assert_array_equal(fused_cols, portable_cols)
+    # a reused buffer is overwritten in place, padding zeros included
+    spare = np.full(fused_cols.shape, 7.0, dtype=dtype)
+    assert windows.im2col(x, kernel, stride, padding, spare, dilation=dilation) is spare
+    np.testing.assert_array_equal(spare, portable_cols)
+    cols = rng.standard_normal(fused_cols.shape).astype(dtype)
+    fused_dx = windows.col2im(cols, shape, kernel, stride, padding, dilation=dilation)
+    portable_dx = _portable(monkeypatch, lambda: windows.col2im(cols, shape, kernel, stride,
+                                                                padding, dilation=dilation))
+    assert fused_dx.shape == portable_dx.shape == shape
+    np.testing.assert_array_equal(fused_dx, portable_dx)
+
+
+CONVS = [
+    lambda: Conv2D(3, 8, 3, padding=1),
+    lambda: Conv2D(20, 6, 3, stride=2, padding=1),  # >= 16 channels: one GEMM + col2im
+    lambda: Conv2D(4, 6, (2, 3), dilation=2, padding="same"),
+    lambda: Conv2D(4, 6, 3, groups=2, padding=1),          # grouped: the portable path still
+    lambda: Conv2DTranspose(5, 3, 3, stride=2, padding=1, output_padding=1),
+]
+
+
+@pytest.mark.parametrize("make", CONVS)
+def test_convolutions_agree_with_the_portable_path(monkeypatch, make):
+    dnn.set_default_dtype("float64")
+    dnn.manual_seed(3)
+    layer = make()
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((3, layer.in_channels, 9, 10))
+    grad = rng.standard_normal(layer.output_shape(x.shape))
+    fused = _forward_backward(layer, x, grad)
+    portable = _portable(monkeypatch, lambda: _forward_backward(layer, x, grad))
+    np.testing.assert_allclose(fused[0], portable[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fused[1], portable[1], rtol=1e-12, atol=1e-12)
+    for a, b in zip(fused[3], portable[3]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_conv1d_agrees_with_the_portable_path(monkeypatch):
+    dnn.set_default_dtype("float64")
+    layer = Conv1D(4, 5, 5, padding=2)
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 4, 17))
+    grad = rng.standard_normal((2, 5, 17))
+    fused = _forward_backward(layer, x, grad)
+    portable = _portable(monkeypatch, lambda: _forward_backward(layer, x, grad))
+    for a, b in zip(fused[:2] + tuple(fused[3]), portable[:2] + tuple(portable[3])):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_an_unknown_kernel_is_named():
+    with pytest.raises(ValueError, match=r"no kernel 'max_pool3d'.*known"):
+        kernels.get("max_pool3d")
+
+
+def test_dnn_fused_0_turns_every_kernel_off(monkeypatch):
+    monkeypatch.setenv("DNN_FUSED", "0")
+    assert all(kernels.get(name) is None for name in kernels.KERNELS)
