@@ -16,7 +16,7 @@ import pytest
 import dnn
 from dnn import backend
 from dnn.backend import kernels, windows
-from dnn.layers import Conv1D, Conv2D, Conv2DTranspose, MaxPool2D
+from dnn.layers import LSTM, Conv1D, Conv2D, Conv2DTranspose, MaxPool2D
 from dnn.layers.base import Context
 from dnn.parameter import backward_pass
 
@@ -168,3 +168,52 @@ def test_an_unknown_kernel_is_named():
 def test_dnn_fused_0_turns_every_kernel_off(monkeypatch):
     monkeypatch.setenv("DNN_FUSED", "0")
     assert all(kernels.get(name) is None for name in kernels.KERNELS)
+
+
+def test_the_cells_tanh_is_within_rounding_of_the_exact_one():
+    from dnn.backend import numba_lstm
+
+    x = np.concatenate([np.linspace(-12, 12, 1_200_001, dtype=np.float32),
+                        np.random.default_rng(5).standard_normal(200_000).astype(np.float32) * 3])
+    error = np.abs(numba_lstm.tanh(x).astype(np.float64) - np.tanh(x.astype(np.float64)))
+    assert error.max() < 4.5e-7  # float32's spacing near 1 is 6e-8 (measured: 3.95e-7)
+    special = numba_lstm.tanh(np.array([np.nan, np.inf, -np.inf, 0.0, 1e-6, 30.0], np.float32))
+    assert np.isnan(special[0])
+    np.testing.assert_array_equal(special[1:], np.array([1, -1, 0, 1e-6, 1], np.float32))
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("with_state", [False, True])
+def test_the_fused_lstm_cell_agrees_with_the_portable_one(monkeypatch, return_sequences,
+                                                           with_state):
+    dnn.manual_seed(6)
+    layer = LSTM(5, 7, return_sequences=return_sequences)
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((4, 9, 5)).astype(np.float32)
+    state = tuple(rng.standard_normal((4, 7)).astype(np.float32) for _ in range(2)) \
+        if with_state else None
+    grad = rng.standard_normal((4, 9, 7) if return_sequences else (4, 7)).astype(np.float32)
+
+    def run():
+        ctx = Context()
+        y = layer.forward_with(ctx, x, training=True, initial_state=state)
+        with backward_pass():
+            dx = layer.backward_with(ctx, grad)
+        return [np.array(y), np.array(dx), *[np.array(p.grad) for p in layer.parameters()],
+                *[np.array(s) for s in ctx.grad_initial_state]]
+
+    fused, portable = run(), _portable(monkeypatch, run)
+    for a, b in zip(fused, portable, strict=True):
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+def test_float64_lstms_keep_the_portable_cell(monkeypatch):
+    dnn.set_default_dtype("float64")
+    calls = []
+    real = backend.library.fused
+    monkeypatch.setattr(backend.library, "fused", lambda name: calls.append(name) or real(name))
+    layer = LSTM(3, 4)
+    ctx = Context()
+    layer.forward_with(ctx, np.ones((2, 3, 3)), training=True)
+    assert "lstm_cell" not in calls

@@ -69,7 +69,7 @@ from typing import Any
 
 from dnn import backend
 from dnn import init as initializers
-from dnn.backend import deferred, random
+from dnn.backend import deferred, ops, random
 from dnn.errors import ShapeError
 from dnn.graph import is_symbolic
 from dnn.layers.base import Context, Layer, check_penalties, positive_ints, register
@@ -325,7 +325,7 @@ def _linear_grads(x2: Any, grad2: Any, weight: Parameter, bias: Parameter | None
     """dW = x2ᵀ g, db = Σ g into the parameters (skipped when frozen)."""
     weight.add_grad_matmul(x2.T, grad2)
     if bias is not None and bias.trainable:
-        bias.add_grad(backend.xp.sum(grad2, axis=0))
+        bias.add_grad(ops.column_sums(grad2))
 
 
 def attention_weights(q_hat: Any, k_h: Any, visible: Any = None, keep_row: Any = None) -> Any:

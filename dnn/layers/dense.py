@@ -19,6 +19,7 @@ from typing import Any
 
 from dnn import backend
 from dnn import init as initializers
+from dnn.backend import ops
 from dnn.errors import ShapeError
 from dnn.layers.base import Context, Layer, check_flags, check_penalties, positive_ints, register
 from dnn.parameter import Parameter
@@ -95,7 +96,7 @@ class Dense(Layer):
             grad_2d = xp.reshape(grad, (-1, self.out_features))
         self.weight.add_grad_matmul(x.T, grad_2d)
         if self.bias is not None and self.bias.trainable:
-            self.bias.add_grad(xp.sum(grad_2d, axis=0))
+            self.bias.add_grad(ops.column_sums(grad_2d))
         return grad @ self.weight.data.T if ctx.needs_input_grad else None
 
     def get_config(self) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any
 
 from dnn import backend
 from dnn import init as initializers
+from dnn.backend import ops
 from dnn.layers.base import Context, register
 from dnn.layers.recurrent import Recurrent
 from dnn.parameter import Parameter
@@ -119,7 +120,7 @@ class GRU(Recurrent):
         h_prev = xp.reshape(hs[:-1, ...], (steps * batch, hsz))
         self.weight_hh.add_grad_matmul(h_prev.T, du_all)
         if self.bias_hh.trainable:
-            self.bias_hh.add_grad(xp.sum(du_all, axis=0))
+            self.bias_hh.add_grad(ops.column_sums(du_all))
         if self.bias_ih.trainable:
-            self.bias_ih.add_grad(xp.sum(da_all, axis=0))
+            self.bias_ih.add_grad(ops.column_sums(da_all))
         return self._input_grads(ctx, da_all)

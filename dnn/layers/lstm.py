@@ -35,6 +35,7 @@ from __future__ import annotations
 from typing import Any
 
 from dnn import backend
+from dnn.backend import ops
 from dnn.layers.base import Context, register
 from dnn.layers.recurrent import Recurrent
 from dnn.parameter import Parameter
@@ -82,6 +83,21 @@ class LSTM(Recurrent):
         x_tm, xw = self._project_inputs(x, self.weight_ih.data * s, self.bias.data * s)
         hs = xp.empty((steps + 1, batch, hsz), dtype=x.dtype)
         hs[0, ...] = h
+        # the compiled cell serves float32 (its tanh is a float32 approximation)
+        cell = backend.library.fused("lstm_cell") if x.dtype == xp.float32 else None
+        if cell is not None:  # the same cell in one compiled pass, into per-sequence blocks
+            acts = xp.empty((steps, batch, 4 * hsz), dtype=x.dtype)
+            cells = xp.empty((steps + 1, batch, hsz), dtype=x.dtype)
+            tanh_cells = xp.empty((steps, batch, hsz), dtype=x.dtype)
+            cells[0, ...] = c
+            z = xp.empty((batch, 4 * hsz), dtype=x.dtype)
+            for t in range(steps):
+                backend.library.matmul_into(hs[t, ...], w_hh, out=z)
+                cell(z, xw[t, ...], cells[t, ...], acts[t, ...], cells[t + 1, ...],
+                     tanh_cells[t, ...], hs[t + 1, ...])
+            ctx.x_tm, ctx.hs, ctx.batch, ctx.steps = x_tm, hs, batch, steps
+            ctx.acts, ctx.cells, ctx.tanh_cells = acts, cells, tanh_cells
+            return self._outputs(hs)
         acts, cells, tanh_cells = [], [c], []
         for t in range(steps):
             z = h @ w_hh
@@ -120,9 +136,15 @@ class LSTM(Recurrent):
         # dz of every step is written straight into one (T, B, 4H) array that the
         # weight-gradient GEMMs read after the loop (no per-step list, no final concat)
         dz_all = xp.empty((steps, batch, 4 * hsz), dtype=grad.dtype)
+        cell_grad = backend.library.fused("lstm_cell_grad") if grad.dtype == xp.float32 else None
         for t in range(steps - 1, -1, -1):
             if grad_seq is not None:
                 dh = grad_seq[t, ...] if dh is None else dh + grad_seq[t, ...]
+            if cell_grad is not None:  # the same formulas in one compiled pass
+                dc = cell_grad(dh, dc, acts[t], tanh_cells[t], hs[t + 1, ...], cells[t],
+                               dz_all[t, ...])
+                dh = dz_all[t, ...] @ w_hh_t
+                continue
             act, tc = acts[t], tanh_cells[t]
             i, f = act[:, :hsz], act[:, hsz:2 * hsz]
             g, o = act[:, 2 * hsz:3 * hsz], act[:, 3 * hsz:]
@@ -146,7 +168,7 @@ class LSTM(Recurrent):
         h_prev = xp.reshape(hs[:-1, ...], (steps * batch, hsz))
         self.weight_hh.add_grad_matmul(h_prev.T, dz_all)
         if self.bias.trainable:
-            self.bias.add_grad(xp.sum(dz_all, axis=0))
+            self.bias.add_grad(ops.column_sums(dz_all))
         return self._input_grads(ctx, dz_all)
 
     def get_config(self) -> dict[str, Any]:

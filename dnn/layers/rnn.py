@@ -19,6 +19,7 @@ from typing import Any
 
 from dnn import backend
 from dnn import init as initializers
+from dnn.backend import ops
 from dnn.layers.base import Context, register
 from dnn.layers.recurrent import Recurrent
 from dnn.parameter import Parameter
@@ -75,5 +76,5 @@ class RNN(Recurrent):
         h_prev = xp.reshape(hs[:-1, ...], (steps * batch, hsz))
         self.weight_hh.add_grad_matmul(h_prev.T, dz_all)
         if self.bias.trainable:
-            self.bias.add_grad(xp.sum(dz_all, axis=0))
+            self.bias.add_grad(ops.column_sums(dz_all))
         return self._input_grads(ctx, dz_all)
