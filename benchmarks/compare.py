@@ -25,6 +25,12 @@ machine slows all of them alike), and each reports the median of its rounds:
 (b) one training step of the reference CNN (benchmarks/bench_conv.py), batch 64, SGD;
 (c) one LSTM step as in benchmarks/bench_lstm.py: batch 64, 50 steps, 32 -> 128,
     forward, backpropagation through time from the last h, SGD.
+
+(b) and (c) have a ``floor`` too: the same matrix products as dnn's step (im2col rows
+times the flattened kernels; the recurrent product per time step), in NumPy,
+preallocated, with nothing else. ``dnn/floor`` is what dnn adds around its GEMMs;
+``torch/floor`` below 1 means PyTorch's own kernels (oneDNN convolutions, MKL) beat
+NumPy's BLAS at these shapes, a part of the gap no elementwise work can close.
 """
 
 from __future__ import annotations
@@ -215,7 +221,8 @@ def cnn_contenders(steps: int) -> dict[str, Callable[[], float]]:
         topt.step()
 
     return {"dnn": lambda: _steps(lambda: model.train_step(x, y), steps),
-            "torch": lambda: _steps(torch_step, steps)}
+            "torch": lambda: _steps(torch_step, steps),
+            "floor": lambda: _steps(gemm_floor(cnn_gemms(CNN_BATCH)), steps)}
 
 
 def lstm_contenders(steps: int) -> dict[str, Callable[[], float]]:
@@ -251,7 +258,43 @@ def lstm_contenders(steps: int) -> dict[str, Callable[[], float]]:
         out[:, -1].backward(tg)
         topt.step()
 
-    return {"dnn": lambda: _steps(dnn_step, steps), "torch": lambda: _steps(torch_step, steps)}
+    return {"dnn": lambda: _steps(dnn_step, steps), "torch": lambda: _steps(torch_step, steps),
+            "floor": lambda: _steps(gemm_floor(lstm_gemms(B, STEPS, FEATURES, HIDDEN)), steps)}
+
+
+def cnn_gemms(batch: int) -> list[tuple[int, int, int, int]]:
+    """(count, m, k, n) of the matrix products of one reference-CNN step as dnn runs them
+    (im2col rows times the flattened kernel): each convolution's forward and weight
+    gradient, the second one's input gradient (the first reads the data), the dense
+    layer's three."""
+    rows1, rows2 = batch * 28 * 28, batch * 14 * 14
+    return [(1, rows1, 9, 32), (1, 32, rows1, 9),
+            (1, rows2, 288, 64), (1, 64, rows2, 288), (1, rows2, 64, 288),
+            (1, batch, 3136, 10), (1, 3136, batch, 10), (1, batch, 10, 3136)]
+
+
+def lstm_gemms(batch: int, steps: int, features: int, hidden: int) -> list[tuple[int, int, int, int]]:
+    """(count, m, k, n) of one LSTM step of (c): the input projection, the recurrent product
+    per time step forward and backward, the two weight gradients, the input gradient."""
+    rows, gates = batch * steps, 4 * hidden
+    return [(1, rows, features, gates), (steps, batch, hidden, gates), (steps, batch, gates, hidden),
+            (1, hidden, rows, gates), (1, features, rows, gates), (1, rows, gates, features)]
+
+
+def gemm_floor(shapes: list[tuple[int, int, int, int]]) -> Callable[[], None]:
+    """A step of nothing but the given matrix products (count times (m, k) @ (k, n)), in
+    NumPy, into preallocated outputs: the floor of any framework on this BLAS."""
+    rng = np.random.default_rng(0)
+    products = [(count, rng.standard_normal((m, k), dtype=np.float32),
+                 rng.standard_normal((k, n), dtype=np.float32), np.empty((m, n), np.float32))
+                for count, m, k, n in shapes]
+
+    def step() -> None:
+        for count, a, b, out in products:
+            for _ in range(count):
+                np.matmul(a, b, out=out)
+
+    return step
 
 
 # ---------------------------------------------------------------- the harness
@@ -313,6 +356,10 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
     for key in ("cnn", "lstm"):
         if key in results:
             out[f"{key} dnn/torch"] = results[key]["dnn"]["median"] / results[key]["torch"]["median"]
+            if "floor" in results[key]:
+                out[f"{key} dnn/floor"] = results[key]["dnn"]["median"] / results[key]["floor"]["median"]
+                out[f"{key} torch/floor"] = (results[key]["torch"]["median"]
+                                             / results[key]["floor"]["median"])
     return out
 
 
@@ -377,6 +424,9 @@ def report(results: dict[str, Any]) -> str:
                          len(r["runs"])])
     ratio_rows = []
     for name, value in ratios(results).items():
+        if name not in TARGETS:  # a reference figure, no target
+            ratio_rows.append([name, f"{value:.2f}", "(reference)", ""])
+            continue
         target, stretch, how = TARGETS[name]
         verdict = "PASS" if _meets(value, target, how) else "FAIL"
         if stretch is not None and _meets(value, stretch, how):
