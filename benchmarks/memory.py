@@ -193,7 +193,7 @@ CASES: dict[str, tuple[str, Callable[[], Any], tuple[int, ...], int]] = {
 def _adam_theory(param_bytes: int, itemsize: int = 4) -> int:
     """m and v, and one scratch chunk per elementwise thread that has chunks to update
     (none with the fused kernel of dnn.backend.kernels: it needs no scratch)."""
-    if backend.library.fused("adam") is not None:
+    if backend.library.fused("adam", backend.default_dtype()) is not None:
         return 2 * param_bytes
     elements = param_bytes // itemsize
     chunk = min(elements, backend.library.scratch_elements())

@@ -24,7 +24,7 @@ from dnn.parameter import backward_pass
 @pytest.fixture(autouse=True)
 def _numpy_with_kernels():
     dnn.set_backend("numpy")
-    if backend.library.fused("max_pool2d") is None:
+    if backend.library.fused("max_pool2d", "float32") is None:
         pytest.skip("no fused kernels here: Numba is not installed (pip install -e '.[fast]') "
                     "or DNN_FUSED=0")
 
@@ -32,7 +32,7 @@ def _numpy_with_kernels():
 def _portable(monkeypatch, fn):
     """``fn()`` with every fused kernel off."""
     with monkeypatch.context() as m:
-        m.setattr(backend.library, "fused", lambda name: None)
+        m.setattr(backend.library, "fused", lambda name, dtype: None)
         return fn()
 
 
@@ -162,12 +162,29 @@ def test_conv1d_agrees_with_the_portable_path(monkeypatch):
 
 def test_an_unknown_kernel_is_named():
     with pytest.raises(ValueError, match=r"no kernel 'max_pool3d'.*known"):
-        kernels.get("max_pool3d")
+        kernels.get("max_pool3d", "float32")
 
 
 def test_dnn_fused_0_turns_every_kernel_off(monkeypatch):
     monkeypatch.setenv("DNN_FUSED", "0")
-    assert all(kernels.get(name) is None for name in kernels.KERNELS)
+    assert all(kernels.get(name, "float32") is None for name in kernels.KERNELS)
+
+
+def test_kernels_serve_only_their_dtypes():
+    assert kernels.get("max_pool2d", "float64") is not None
+    assert kernels.get("lstm_cell", "float64") is None  # its tanh is a float32 one
+    assert all(kernels.get(name, dtype) is None for name in kernels.KERNELS
+               for dtype in ("float16", "int32", "uint8"))
+
+
+@pytest.mark.parametrize("dtype", ["float16", "int32"])
+def test_max_pool_and_convolution_of_other_dtypes_take_the_portable_path(dtype):
+    x = np.arange(2 * 3 * 6 * 6).reshape(2, 3, 6, 6).astype(dtype)
+    y = MaxPool2D(2).forward_with(Context(), x)
+    assert y.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(y, x.reshape(2, 3, 3, 2, 3, 2).max(axis=(3, 5)))
+    cols = windows.im2col(x, (3, 3), (1, 1), (1, 1))
+    assert cols.dtype == np.dtype(dtype) and cols.shape == (2 * 36, 27)
 
 
 def test_the_cells_tanh_is_within_rounding_of_the_exact_one():
@@ -209,11 +226,11 @@ def test_the_fused_lstm_cell_agrees_with_the_portable_one(monkeypatch, return_se
 
 
 def test_float64_lstms_keep_the_portable_cell(monkeypatch):
-    dnn.set_default_dtype("float64")
+    from dnn.backend import numba_lstm
+
     calls = []
-    real = backend.library.fused
-    monkeypatch.setattr(backend.library, "fused", lambda name: calls.append(name) or real(name))
-    layer = LSTM(3, 4)
-    ctx = Context()
-    layer.forward_with(ctx, np.ones((2, 3, 3)), training=True)
-    assert "lstm_cell" not in calls
+    monkeypatch.setattr(numba_lstm, "_cell", lambda *args: calls.append(args[0].dtype))
+    for dtype in ("float64", "float32"):
+        dnn.set_default_dtype(dtype)
+        LSTM(3, 4).forward_with(Context(), np.ones((2, 3, 3), dtype=dtype), training=True)
+    assert calls == [np.float32] * 3  # the float32 sequence's three steps, nothing in float64

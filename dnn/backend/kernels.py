@@ -29,14 +29,18 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+import numpy as np
+
 from dnn.backend import threads
 
-#: kernel name -> the module (in dnn.backend) that defines it
+_FLOATS = ("float32", "float64")
+#: kernel name -> (the module of dnn.backend that defines it, the dtypes it serves)
 KERNELS = {
-    "adam": "numba_optim", "sgd_momentum": "numba_optim",
-    "max_pool2d": "numba_pool", "max_pool2d_grad": "numba_pool",
-    "im2col": "numba_windows", "col2im": "numba_windows",
-    "lstm_cell": "numba_lstm", "lstm_cell_grad": "numba_lstm",
+    "adam": ("numba_optim", _FLOATS), "sgd_momentum": ("numba_optim", _FLOATS),
+    "max_pool2d": ("numba_pool", _FLOATS), "max_pool2d_grad": ("numba_pool", _FLOATS),
+    "im2col": ("numba_windows", _FLOATS), "col2im": ("numba_windows", _FLOATS),
+    # float32 only: the cell's tanh is a float32 approximation
+    "lstm_cell": ("numba_lstm", ("float32",)), "lstm_cell_grad": ("numba_lstm", ("float32",)),
 }
 
 
@@ -55,14 +59,15 @@ def _module(name: str) -> ModuleType | None:
     return importlib.import_module(f"dnn.backend.{name}")
 
 
-def get(name: str) -> Callable[..., Any] | None:
-    """The fused kernel ``name`` (a key of :data:`KERNELS`), or None (no Numba, or
-    ``DNN_FUSED=0``)."""
+def get(name: str, dtype: Any) -> Callable[..., Any] | None:
+    """The fused kernel ``name`` (a key of :data:`KERNELS`) for arrays of ``dtype``, or None
+    (not a dtype it serves — float16, integers —, no Numba, or ``DNN_FUSED=0``)."""
     if name not in KERNELS:
         raise ValueError(f"dnn.backend.kernels: no kernel {name!r}; known: {sorted(KERNELS)}")
-    if os.environ.get("DNN_FUSED", "1") == "0":
+    module_name, dtypes = KERNELS[name]
+    if os.environ.get("DNN_FUSED", "1") == "0" or str(np.dtype(dtype)) not in dtypes:
         return None
-    module = _module(KERNELS[name])
+    module = _module(module_name)
     return None if module is None else getattr(module, name)
 
 

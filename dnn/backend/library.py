@@ -125,10 +125,11 @@ class ArrayLibrary:
         out[...] = getattr(self.xp, name)(*args)
         return out
 
-    def fused(self, name: str) -> Any:
-        """A fused one-pass kernel (:mod:`dnn.backend.kernels`: an optimizer update, max
-        pooling, the LSTM cell), or None: the caller then takes its portable path (the
-        optimizers update chunk by chunk with :meth:`elementwise_into`)."""
+    def fused(self, name: str, dtype: Any) -> Any:
+        """A fused one-pass kernel for arrays of ``dtype`` (:mod:`dnn.backend.kernels`: an
+        optimizer update, max pooling, im2col/col2im, the LSTM cell), or None: the caller
+        then takes its portable path (the optimizers update chunk by chunk with
+        :meth:`elementwise_into`)."""
         return None
 
     def scratch_elements(self) -> int:

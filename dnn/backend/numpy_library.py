@@ -39,10 +39,10 @@ class NumpyLibrary(StridedLibrary):
     def is_array(self, x: Any) -> bool:
         return isinstance(x, np.ndarray)
 
-    def fused(self, name: str) -> Any:
+    def fused(self, name: str, dtype: Any) -> Any:
         from dnn.backend import kernels  # Numba, when installed (the fast extra)
 
-        return kernels.get(name)
+        return kernels.get(name, dtype)
 
     def erf(self, x: Any) -> Any:
         special_erf = _scipy_erf()

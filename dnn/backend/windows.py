@@ -221,7 +221,7 @@ def im2col(x: Any, kernel: Pair, stride: Pair, padding: Pads, out: Any = None, *
     multi-megabyte array on every call; otherwise a new array is returned (always
     a new array, never a view of ``x``, so it is safe to overwrite later).
     """
-    fused = backend.library.fused("im2col") if groups == 1 else None
+    fused = backend.library.fused("im2col", x.dtype) if groups == 1 else None
     if fused is not None:  # one compiled pass, no padded copy
         _, oh, ow = _padded_geometry(tuple(x.shape), kernel, stride, padding, dilation)
         return fused(x, kernel, stride, sides(padding), (oh, ow), dilation, out)
@@ -317,7 +317,7 @@ def col2im(cols: Any, input_shape: tuple[int, ...], kernel: Pair, stride: Pair, 
     n, c, _, _ = input_shape
     taps = kernel[0] * kernel[1]
     padded, oh, ow = _padded_geometry(input_shape, kernel, stride, padding, dilation)
-    fused = backend.library.fused("col2im") if groups == 1 else None
+    fused = backend.library.fused("col2im", cols.dtype) if groups == 1 else None
     if fused is not None:  # one compiled pass, the same sums in the same order
         return fused(cols, input_shape, kernel, stride, sides(padding), (oh, ow), dilation)
     xp = backend.xp

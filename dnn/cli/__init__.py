@@ -218,7 +218,7 @@ def _fused_kernels() -> str:
 
     import dnn
 
-    if dnn.backend.library.fused("adam") is not None:
+    if dnn.backend.library.fused("adam", "float32") is not None:
         return "yes (Numba: one-pass optimizer updates)"
     if importlib.util.find_spec("numba") is None:
         return "no (pip install -e \".[fast]\" for one-pass optimizer updates on NumPy)"

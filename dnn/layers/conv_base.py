@@ -354,7 +354,7 @@ class _ConvND(Layer):
         spare array of the shape of G @ W₂ (the im2col buffer) the product may go into."""
         args = (x_shape, self._kernel2, self._stride2, self.pads)
         if self.groups == 1 and (x_shape[1] < FUSED_FOLD_CHANNELS
-                                 or backend.library.fused("col2im") is not None):
+                                 or backend.library.fused("col2im", g.dtype) is not None):
             # few channels, or a one-pass col2im: one GEMM, then the scatter-add of its rows
             product = g @ w2 if scratch is None else backend.library.matmul_into(g, w2, out=scratch)
             return windows.col2im(product, *args, dilation=self._dilation2)

@@ -83,8 +83,7 @@ class LSTM(Recurrent):
         x_tm, xw = self._project_inputs(x, self.weight_ih.data * s, self.bias.data * s)
         hs = xp.empty((steps + 1, batch, hsz), dtype=x.dtype)
         hs[0, ...] = h
-        # the compiled cell serves float32 (its tanh is a float32 approximation)
-        cell = backend.library.fused("lstm_cell") if x.dtype == xp.float32 else None
+        cell = backend.library.fused("lstm_cell", x.dtype)  # float32 (see its tanh)
         if cell is not None:  # the same cell in one compiled pass, into per-sequence blocks
             acts = xp.empty((steps, batch, 4 * hsz), dtype=x.dtype)
             cells = xp.empty((steps + 1, batch, hsz), dtype=x.dtype)
@@ -136,7 +135,7 @@ class LSTM(Recurrent):
         # dz of every step is written straight into one (T, B, 4H) array that the
         # weight-gradient GEMMs read after the loop (no per-step list, no final concat)
         dz_all = xp.empty((steps, batch, 4 * hsz), dtype=grad.dtype)
-        cell_grad = backend.library.fused("lstm_cell_grad") if grad.dtype == xp.float32 else None
+        cell_grad = backend.library.fused("lstm_cell_grad", grad.dtype)
         for t in range(steps - 1, -1, -1):
             if grad_seq is not None:
                 dh = grad_seq[t, ...] if dh is None else dh + grad_seq[t, ...]

@@ -77,7 +77,7 @@ class MaxPool2D(_Pool2D):
 
     def forward_with(self, ctx: Context, x: Any, *, training: bool = False) -> Any:
         xp = backend.xp
-        fused = backend.library.fused("max_pool2d")
+        fused = backend.library.fused("max_pool2d", x.dtype)
         if fused is not None:  # the same maximum and arg-max in one compiled pass
             check_nchw(self, x, None, self.kernel_size, self.padding)
             out_size = self.output_shape(tuple(x.shape))[2:]
@@ -104,7 +104,7 @@ class MaxPool2D(_Pool2D):
     def backward_with(self, ctx: Context, grad: Any) -> Any:
         index, padded_shape = ctx.index, ctx.padded_shape
         if padded_shape is None:  # the fused forward: its backward routes g in one pass
-            return backend.library.fused("max_pool2d_grad")(
+            return backend.library.fused("max_pool2d_grad", grad.dtype)(
                 grad, index, ctx.input_shape, self.kernel_size, self.stride, self.padding)
         count = self.kernel_size[0] * self.kernel_size[1]
         pieces = (windows.masked(index == t, grad) for t in range(count))

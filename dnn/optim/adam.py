@@ -71,7 +71,7 @@ class Adam(Optimizer):
         t = self.iterations
         step_size = self.lr / (1.0 - beta1**t)
         inv_bias2 = 1.0 / math.sqrt(1.0 - beta2**t)
-        fused = backend.library.fused("adam")
+        fused = backend.library.fused("adam", param.dtype)
         if fused is not None:  # one compiled pass over p, g, m, v (dnn.backend.kernels)
             fused(param, grad, state["exp_avg"], state["exp_avg_sq"], beta1, 1.0 - beta1, beta2,
                   1.0 - beta2, step_size, inv_bias2, self.eps)

@@ -36,7 +36,7 @@ class SGD(Optimizer):
         into = backend.library.elementwise_into
         first = self.iterations == 1
         flats = (param, grad, state["momentum_buffer"]) if self.momentum else (param, grad)
-        fused = backend.library.fused("sgd_momentum") if self.momentum else None
+        fused = backend.library.fused("sgd_momentum", param.dtype) if self.momentum else None
         if fused is not None:  # one compiled pass over θ, g, b (dnn.backend.kernels)
             fused(param, grad, state["momentum_buffer"], self.lr, self.momentum,
                   1.0 - self.dampening, self.nesterov, first)
