@@ -16,7 +16,7 @@ import pytest
 import dnn
 from dnn import backend
 from dnn.backend import kernels, windows
-from dnn.layers import LSTM, Conv1D, Conv2D, Conv2DTranspose, MaxPool2D
+from dnn.layers import GRU, LSTM, Conv1D, Conv2D, Conv2DTranspose, MaxPool2D
 from dnn.layers.base import Context
 from dnn.parameter import backward_pass
 
@@ -218,6 +218,31 @@ def test_the_fused_lstm_cell_agrees_with_the_portable_one(monkeypatch, return_se
             dx = layer.backward_with(ctx, grad)
         return [np.array(y), np.array(dx), *[np.array(p.grad) for p in layer.parameters()],
                 *[np.array(s) for s in ctx.grad_initial_state]]
+
+    fused, portable = run(), _portable(monkeypatch, run)
+    for a, b in zip(fused, portable, strict=True):
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_the_fused_gru_cell_agrees_with_the_portable_one(monkeypatch, return_sequences):
+    dnn.manual_seed(8)
+    layer = GRU(6, 5, return_sequences=return_sequences)
+    for p in (layer.bias_ih, layer.bias_hh):  # non-zero biases: b_hn sits inside r ⊙ (…)
+        p.data[...] = np.random.default_rng(9).standard_normal(p.data.shape)
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((3, 8, 6)).astype(np.float32)
+    state = rng.standard_normal((3, 5)).astype(np.float32)
+    grad = rng.standard_normal((3, 8, 5) if return_sequences else (3, 5)).astype(np.float32)
+
+    def run():
+        ctx = Context()
+        y = layer.forward_with(ctx, x, training=True, initial_state=state)
+        with backward_pass():
+            dx = layer.backward_with(ctx, grad)
+        return [np.array(y), np.array(dx), *[np.array(p.grad) for p in layer.parameters()],
+                np.array(ctx.grad_initial_state)]
 
     fused, portable = run(), _portable(monkeypatch, run)
     for a, b in zip(fused, portable, strict=True):

@@ -9,9 +9,9 @@ passes over memory, each a Python call. Compiled with Numba, each is ONE pass:
   and backward (each gradient routed to its arg-max), bitwise the portable result;
 - :mod:`dnn.backend.numba_windows`: im2col (the windows as GEMM rows) and col2im (the
   scatter-add of a convolution's input gradient), bitwise the portable results;
-- :mod:`dnn.backend.numba_lstm`: the LSTM cell of one time step, forward (the gates,
-  c_t, tanh(c_t), h_t) and backward (dz and dc_{t-1}), equal to the portable path up
-  to the rounding of tanh.
+- :mod:`dnn.backend.numba_lstm`, :mod:`dnn.backend.numba_gru`: the LSTM and GRU cells
+  of one time step, forward and backward, in float32, equal to the portable path up to
+  the rounding of their vectorisable tanh.
 
 :func:`get` returns the kernel of that name, or None when Numba is not installed or
 ``DNN_FUSED=0``; the layers and optimizers then take their portable path, which the
@@ -41,6 +41,7 @@ KERNELS = {
     "im2col": ("numba_windows", _FLOATS), "col2im": ("numba_windows", _FLOATS),
     # float32 only: the cell's tanh is a float32 approximation
     "lstm_cell": ("numba_lstm", ("float32",)), "lstm_cell_grad": ("numba_lstm", ("float32",)),
+    "gru_cell": ("numba_gru", ("float32",)), "gru_cell_grad": ("numba_gru", ("float32",)),
 }
 
 

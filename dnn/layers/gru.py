@@ -64,6 +64,19 @@ class GRU(Recurrent):
         x_tm, xw = self._project_inputs(x, self.weight_ih.data * s, self.bias_ih.data * s)
         hs = xp.empty((steps + 1, batch, hsz), dtype=x.dtype)
         hs[0, ...] = h
+        cell = backend.library.fused("gru_cell", x.dtype)
+        if cell is not None:  # the same cell in one compiled pass, into per-sequence blocks
+            gates = xp.empty((steps, batch, 2 * hsz), dtype=x.dtype)
+            cands = xp.empty((steps, batch, hsz), dtype=x.dtype)
+            u_ns = xp.empty((steps, batch, hsz), dtype=x.dtype)
+            u = xp.empty((batch, 3 * hsz), dtype=x.dtype)
+            for t in range(steps):
+                backend.library.matmul_into(hs[t, ...], w_hh, out=u)
+                cell(u, b_hh, xw[t, ...], hs[t, ...], gates[t, ...], cands[t, ...],
+                     u_ns[t, ...], hs[t + 1, ...])
+            ctx.x_tm, ctx.hs, ctx.batch, ctx.steps = x_tm, hs, batch, steps
+            ctx.gates, ctx.cands, ctx.u_ns = gates, cands, u_ns
+            return self._outputs(hs)
         gates, cands, u_ns = [], [], []
         for t in range(steps):
             u = h @ w_hh
@@ -98,10 +111,15 @@ class GRU(Recurrent):
         # weight-gradient GEMMs read after the loop
         da_all = xp.empty((steps, batch, 3 * hsz), dtype=grad.dtype)
         du_all = xp.empty((steps, batch, 3 * hsz), dtype=grad.dtype)
+        cell_grad = backend.library.fused("gru_cell_grad", grad.dtype)
         for t in range(steps - 1, -1, -1):
             if grad_seq is not None:
                 dh = grad_seq[t, ...] if dh is None else dh + grad_seq[t, ...]
             rz, n, h_prev = gates[t], cands[t], hs[t, ...]
+            if cell_grad is not None:  # the same formulas in one compiled pass
+                dh_z = cell_grad(dh, rz, n, h_prev, u_ns[t], da_all[t, ...], du_all[t, ...])
+                dh = dh_z + du_all[t, ...] @ w_hh_t
+                continue
             r, z = rz[:, :hsz], rz[:, hsz:]
             dn = dh - dh * z
             dn *= 1.0 - n * n
