@@ -20,10 +20,10 @@ from typing import Any
 import numba
 import numpy as np
 
-from dnn.backend.kernels import use_threads
+from dnn.backend.kernels import spread
 
 
-@numba.njit(parallel=True, cache=True)
+@spread
 def _adam(p: Any, g: Any, m: Any, v: Any, beta1: float, rest1: float, beta2: float,
           rest2: float, step_size: float, inv_bias2: float, eps: float) -> None:
     for i in numba.prange(p.shape[0]):
@@ -35,7 +35,7 @@ def _adam(p: Any, g: Any, m: Any, v: Any, beta1: float, rest1: float, beta2: flo
         p[i] -= step_size * (mi / (np.sqrt(vi) * inv_bias2 + eps))
 
 
-@numba.njit(parallel=True, cache=True)
+@spread
 def _sgd_momentum(p: Any, g: Any, buf: Any, lr: float, momentum: float, rest: float,
                   nesterov: bool, first: bool) -> None:
     for i in numba.prange(p.shape[0]):
@@ -55,11 +55,9 @@ def _in_dtype(args: tuple[Any, ...]) -> tuple[Any, ...]:
 
 def adam(*args: Any) -> None:
     """``adam(p, g, m, v, β₁, 1 − β₁, β₂, 1 − β₂, s, b, ε)``, in place."""
-    use_threads()
     _adam(*_in_dtype(args))
 
 
 def sgd_momentum(*args: Any) -> None:
     """``sgd_momentum(p, g, buf, lr, μ, 1 − τ, nesterov, first)``, in place."""
-    use_threads()
     _sgd_momentum(*_in_dtype(args))

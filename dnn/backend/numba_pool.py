@@ -24,10 +24,10 @@ from typing import Any
 import numba
 import numpy as np
 
-from dnn.backend.kernels import use_threads
+from dnn.backend.kernels import spread
 
 
-@numba.njit(parallel=True, cache=True)
+@spread
 def _max_pool_nhwc(x: Any, y: Any, index: Any, kh: int, kw: int, sh: int, sw: int,
                    ph: int, pw: int) -> None:
     n, h, w, c = x.shape
@@ -56,7 +56,7 @@ def _max_pool_nhwc(x: Any, y: Any, index: Any, kh: int, kw: int, sh: int, sw: in
                         y[b, p, q, ch] = v
 
 
-@numba.njit(parallel=True, cache=True)
+@spread
 def _max_pool_grad_nhwc(grad: Any, index: Any, dx: Any, kh: int, kw: int, sh: int, sw: int,
                         ph: int, pw: int, assign: bool) -> None:
     n, h, w, c = dx.shape
@@ -97,7 +97,6 @@ def max_pool2d(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     index_dtype = np.int8 if kernel[0] * kernel[1] < 128 else np.int32
     y = np.empty((n, oh, ow, c), dtype=x.dtype)
     index = np.empty((n, oh, ow, c), dtype=index_dtype)
-    use_threads()
     _max_pool_nhwc(_nhwc(x), y, index, *kernel, *stride, *padding)
     return y.transpose(0, 3, 1, 2), index.transpose(0, 3, 1, 2)
 
@@ -115,6 +114,5 @@ def max_pool2d_grad(grad: np.ndarray, index: np.ndarray, input_shape: tuple[int,
     if assign:
         dx[:, oh * stride[0]:] = 0
         dx[:, :, ow * stride[1]:] = 0
-    use_threads()
     _max_pool_grad_nhwc(_nhwc(grad), _nhwc(index), dx, *kernel, *stride, *padding, assign)
     return dx.transpose(0, 3, 1, 2)

@@ -32,10 +32,10 @@ from typing import Any
 import numba
 import numpy as np
 
-from dnn.backend.kernels import use_threads
+from dnn.backend.kernels import spread
 
 
-@numba.njit(parallel=True, cache=True)
+@spread
 def _col2im_nhwc(cols: Any, dx: Any, oh: int, ow: int, kh: int, kw: int, sh: int, sw: int,
                  top: int, left: int, dh: int, dw: int) -> None:
     n, h, w, c = dx.shape
@@ -57,7 +57,7 @@ def _col2im_nhwc(cols: Any, dx: Any, oh: int, ow: int, kh: int, kw: int, sh: int
                             dx[b, r, col, ch] += cols[row, base + ch]
 
 
-@numba.njit(parallel=True, cache=True)
+@spread
 def _im2col_nhwc(x: Any, cols: Any, oh: int, ow: int, kh: int, kw: int, sh: int, sw: int,
                  top: int, left: int, dh: int, dw: int) -> None:
     n, h, w, c = x.shape
@@ -90,7 +90,6 @@ def im2col(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     if (out is None or tuple(out.shape) != shape or out.dtype != x.dtype
             or not out.flags.c_contiguous):
         out = np.empty(shape, dtype=x.dtype)
-    use_threads()
     _im2col_nhwc(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), out, *out_size, *kernel,
                  *stride, padding[0], padding[2], *dilation)
     return out
@@ -103,7 +102,6 @@ def col2im(cols: np.ndarray, input_shape: tuple[int, ...], kernel: tuple[int, in
     ``padding`` is (top, bottom, left, right)."""
     n, c, h, w = input_shape
     dx = np.empty((n, h, w, c), dtype=cols.dtype)
-    use_threads()
     _col2im_nhwc(np.ascontiguousarray(cols), dx, *out_size, *kernel, *stride, padding[0],
                  padding[2], *dilation)
     return dx.transpose(0, 3, 1, 2)
