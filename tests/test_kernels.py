@@ -160,6 +160,34 @@ def test_conv1d_agrees_with_the_portable_path(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("layouts", ["same", "channels-last y", "strided y", "mixed"])
+def test_relu_backward_agrees_with_the_portable_path(monkeypatch, dtype, layouts):
+    from dnn.layers import ReLU
+
+    rng = np.random.default_rng(11)
+    x = rng.integers(-2, 3, size=(3, 4, 5, 6)).astype(dtype)  # zeros: y = 0 gets no gradient
+    grad = rng.standard_normal((3, 4, 5, 6)).astype(dtype)
+    if layouts in ("channels-last y", "mixed"):
+        x = _channels_last(x)
+    if layouts == "strided y":
+        x = np.concatenate([x, x], axis=3)[..., ::2]
+    if layouts == "mixed":
+        grad = np.asfortranarray(grad)
+    relu = ReLU()
+
+    def run():
+        ctx = Context()
+        relu.forward_with(ctx, x)
+        return relu.backward_with(ctx, grad)
+
+    fused, portable = run(), _portable(monkeypatch, run)
+    np.testing.assert_array_equal(fused, portable)
+    assert fused.dtype == portable.dtype == np.dtype(dtype)
+    if layouts == "channels-last y":  # laid out as y
+        assert fused.strides == relu.forward_with(Context(), x).strides
+
+
 def test_an_unknown_kernel_is_named():
     with pytest.raises(ValueError, match=r"no kernel 'max_pool3d'.*known"):
         kernels.get("max_pool3d", "float32")

@@ -9,6 +9,7 @@ passes over memory, each a Python call. Compiled with Numba, each is ONE pass:
   and backward (each gradient routed to its arg-max), bitwise the portable result;
 - :mod:`dnn.backend.numba_windows`: im2col (the windows as GEMM rows) and col2im (the
   scatter-add of a convolution's input gradient), bitwise the portable results;
+- :mod:`dnn.backend.numba_activations`: ReLU's backward, g·[y > 0] in one pass;
 - :mod:`dnn.backend.numba_lstm`, :mod:`dnn.backend.numba_gru`: the LSTM and GRU cells
   of one time step, forward and backward, in float32, equal to the portable path up to
   the rounding of their vectorisable tanh.
@@ -41,6 +42,7 @@ KERNELS = {
     "adam": ("numba_optim", _FLOATS), "sgd_momentum": ("numba_optim", _FLOATS),
     "max_pool2d": ("numba_pool", _FLOATS), "max_pool2d_grad": ("numba_pool", _FLOATS),
     "im2col": ("numba_windows", _FLOATS), "col2im": ("numba_windows", _FLOATS),
+    "relu_grad": ("numba_activations", _FLOATS),
     # float32 only: the cell's tanh is a float32 approximation
     "lstm_cell": ("numba_lstm", ("float32",)), "lstm_cell_grad": ("numba_lstm", ("float32",)),
     "gru_cell": ("numba_gru", ("float32",)), "gru_cell_grad": ("numba_gru", ("float32",)),

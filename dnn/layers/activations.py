@@ -35,6 +35,9 @@ class ReLU(Layer):
         return y
 
     def backward_with(self, ctx: Context, grad: Any) -> Any:
+        fused = backend.library.fused("relu_grad", grad.dtype)
+        if fused is not None and ctx.y.dtype == grad.dtype:  # one compiled pass
+            return fused(ctx.y, grad)
         return windows.masked(ctx.y > 0, grad)  # g·[y > 0], branch-free
 
 
