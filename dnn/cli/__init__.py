@@ -213,15 +213,16 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def _fused_kernels() -> str:
-    """Whether the optimizers update in one compiled pass here (dnn.backend.kernels)."""
+    """Whether the hot elementwise work runs as compiled kernels here (dnn.backend.kernels)."""
     import importlib.util
 
     import dnn
 
+    what = "optimizer updates, max pooling, im2col/col2im, ReLU backward, LSTM/GRU cells"
     if dnn.backend.library.fused("adam", "float32") is not None:
-        return "yes (Numba: one-pass optimizer updates)"
+        return f"yes (Numba, one pass each: {what})"
     if importlib.util.find_spec("numba") is None:
-        return "no (pip install -e \".[fast]\" for one-pass optimizer updates on NumPy)"
+        return f"no (pip install -e \".[fast]\" for one-pass {what} on NumPy)"
     return "no (Numba is installed; the fused kernels serve the NumPy backend, or DNN_FUSED=0)"
 
 
