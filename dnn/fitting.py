@@ -17,7 +17,7 @@ from typing import Any
 
 from dnn import backend, losses, optim, parameter
 from dnn import metrics as metric_lib
-from dnn.backend import random
+from dnn.backend import host_memory, random
 from dnn.callbacks import Callback
 from dnn.callbacks.base import CallbackList
 from dnn.callbacks.progress import NaNGuard, ProgbarLogger
@@ -190,6 +190,7 @@ class Trainer(Inference):
         data parallelism; else all of it): forward, backward, the gradients averaged over
         the ranks, the optimizer step. ``checked``: the targets were checked where they
         came in (fit's feed), so the losses need not check them again."""
+        host_memory.keep_freed_pages()  # from the first training step on (once)
         local = int(xs[0].shape[0])
         if local:
             total, per_output, outs = self._forward_backward(xs, ys, training=True,

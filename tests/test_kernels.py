@@ -287,3 +287,122 @@ def test_float64_lstms_keep_the_portable_cell(monkeypatch):
         dnn.set_default_dtype(dtype)
         LSTM(3, 4).forward_with(Context(), np.ones((2, 3, 3), dtype=dtype), training=True)
     assert calls == [np.float32] * 3  # the float32 sequence's three steps, nothing in float64
+
+
+# ---------------------------------------------------------------- found by an outside trial
+def test_a_pool_gradient_of_the_wrong_shape_is_refused_on_both_paths(monkeypatch):
+    from dnn.errors import ShapeError
+
+    x = np.random.default_rng(12).standard_normal((4, 3, 6, 6)).astype(np.float32)
+    for run in (lambda f: f(), lambda f: _portable(monkeypatch, f)):
+        for pool in (MaxPool2D(2), dnn.layers.AvgPool2D(2)):
+            def wrong(pool=pool):
+                ctx = Context()
+                pool.forward_with(ctx, x)
+                return pool.backward_with(ctx, np.ones((1, 3, 3, 3), np.float32))
+            with pytest.raises(ShapeError, match=r"Pool2D.*backward.*\(4, 3, 3, 3\).*\(1, 3, 3, 3\)"):
+                run(wrong)
+
+
+def test_the_kernels_refuse_arrays_they_would_read_past():
+    from dnn.backend import numba_activations, numba_pool, numba_windows
+
+    x = np.zeros((2, 3, 4, 4), np.float32)
+    _, index = numba_pool.max_pool2d(x, (2, 2), (2, 2), (0, 0), (2, 2))
+    with pytest.raises(ValueError, match="max_pool2d_grad"):
+        numba_pool.max_pool2d_grad(np.zeros((1, 3, 2, 2), np.float32), index, x.shape, (2, 2),
+                                   (2, 2), (0, 0))
+    with pytest.raises(ValueError, match="col2im: expected"):
+        numba_windows.col2im(np.zeros((5, 27), np.float32), (2, 3, 4, 4), (3, 3), (1, 1),
+                             (1, 1, 1, 1), (4, 4), (1, 1))
+    with pytest.raises(ValueError, match="relu_grad"):
+        numba_activations.relu_grad(np.zeros((2, 3)), np.zeros((1, 3)))
+
+
+def test_a_pool_gradient_in_another_dtype_takes_the_portable_backward(monkeypatch):
+    x = np.random.default_rng(13).standard_normal((2, 3, 4, 4)).astype(np.float32)
+    grad = np.random.default_rng(14).standard_normal((2, 3, 2, 2)).astype(np.float16)
+    pool = MaxPool2D(2)
+
+    def run():
+        ctx = Context()
+        pool.forward_with(ctx, x)
+        return pool.backward_with(ctx, grad)
+
+    fused, portable = run(), _portable(monkeypatch, run)
+    assert fused.dtype == portable.dtype == np.float16
+    np.testing.assert_array_equal(fused, portable)
+
+
+def test_a_float64_convolution_of_float32_data_keeps_float64_gradients(monkeypatch):
+    dnn.set_default_dtype("float64")
+    layer = Conv2D(20, 4, 3, padding=1)  # >= 16 channels: the one-GEMM input gradient
+    x = np.random.default_rng(15).standard_normal((2, 20, 5, 5)).astype(np.float32)
+    grad = np.random.default_rng(16).standard_normal((2, 4, 5, 5))
+    fused = _forward_backward(layer, x, grad)
+    portable = _portable(monkeypatch, lambda: _forward_backward(layer, x, grad))
+    assert fused[1].dtype == portable[1].dtype == np.float64
+    np.testing.assert_allclose(fused[1], portable[1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("lr", [3, np.int64(3), np.array(0.5), np.float32(0.25)])
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_a_learning_rate_set_by_hand_updates_alike_on_both_paths(monkeypatch, name, lr):
+    from dnn.parameter import Parameter
+
+    def train():
+        rng = np.random.default_rng(17)
+        param = Parameter(rng.standard_normal(1000).astype(np.float32), "w")
+        opt = getattr(dnn.optim, name)(**({"momentum": 0.9} if name == "SGD" else {}))
+        opt.lr = lr
+        for step in range(3):
+            param.grad = np.random.default_rng(step).standard_normal(1000).astype(np.float32)
+            opt.step([param])
+        return np.array(param.data)
+
+    np.testing.assert_array_equal(train(), _portable(monkeypatch, train))
+
+
+def test_parallel_kernels_called_from_several_threads_at_once(monkeypatch):
+    import threading
+
+    from dnn.backend import threads
+
+    monkeypatch.setattr(threads, "_threads", 2)  # dnn.set_num_threads(2), restored after
+    x = np.random.default_rng(18).standard_normal((8, 16, 12, 12)).astype(np.float32)
+    pool = MaxPool2D(2)
+    expected = _forward_backward(pool, x, np.ones((8, 16, 6, 6), np.float32))[1]
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(20):
+                results.append(_forward_backward(pool, x, np.ones((8, 16, 6, 6), np.float32))[1])
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work) for _ in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors and len(results) == 80
+    assert all(np.array_equal(r, expected) for r in results)
+
+
+def test_importing_dnn_leaves_the_allocator_alone_until_a_training_step(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, dnn\n"
+        "from dnn.backend import host_memory\n"
+        "assert not host_memory._kept, 'import changed malloc'\n"
+        "m = dnn.Sequential([dnn.layers.Dense(3, 2)])\n"
+        "m.compile(loss='mse', optimizer='sgd')\n"
+        "m.train_step(np.ones((4, 3), np.float32), np.ones((4, 2), np.float32))\n"
+        "print(host_memory._kept == (host_memory._glibc() is not None))\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, env={**__import__("os").environ, "DNN_BACKEND": "numpy"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True"

@@ -149,11 +149,9 @@ def set_backend(backend: str) -> None:
     namespace = cls.namespace(mod)
     name, module, xp, library = backend, mod, namespace, cls(mod, namespace)
     fallback = None
-    from dnn.backend import host_memory
     from dnn.backend import random as _random
 
     _random.reset()
-    host_memory.keep_freed_pages()
 
 
 def _library_class(backend: str) -> type:

@@ -8,11 +8,12 @@ step of a convolutional network touches megabytes of new pages, and every page c
 fault (the kernel zeroes it). Measured on the reference CNN step (batch 64, two threads):
 2,783 page faults per step and 25.9 ms; with the settings below, 0.1 faults and 17.7 ms.
 
-:func:`keep_freed_pages` (called when a backend is selected) serves blocks up to 32 MiB
-(glibc's largest threshold) from the heap and keeps up to 1 GiB of freed heap; the
-memory stays with the process while it trains. :func:`return_freed_pages` (called when
-``fit``, ``evaluate`` and ``predict`` end, next to the workspace release) hands what is
-free back to the system, so nothing is held at rest. Only glibc has these knobs (other C
+:func:`keep_freed_pages` (called by the first training step of the process, in ``fit``
+or ``train_step``; importing dnn changes nothing) serves blocks up to 32 MiB (glibc's
+largest threshold) from the heap and keeps up to 1 GiB of freed heap, from then on for
+the life of the process. :func:`return_freed_pages` (called when ``fit``, ``evaluate``
+and ``predict`` end, next to the workspace release) hands what is free back to the
+system, so nothing is held at rest after them. Only glibc has these knobs (other C
 libraries: both do nothing); ``DNN_KEEP_FREED_MEMORY=0`` leaves the allocator as it was.
 """
 
@@ -42,13 +43,18 @@ def _enabled() -> bool:
     return os.environ.get("DNN_KEEP_FREED_MEMORY", "1") != "0" and _glibc() is not None
 
 
+_kept = False
+
+
 def keep_freed_pages() -> bool:
-    """Keep freed blocks (up to 32 MiB each, 1 GiB in all) for reuse; True if set."""
-    if not _enabled():
-        return False
-    libc = _glibc()
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-                and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    """Keep freed blocks (up to 32 MiB each, 1 GiB in all) for reuse, once per process;
+    True if they are kept."""
+    global _kept
+    if not _kept and _enabled():
+        libc = _glibc()
+        _kept = bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+                     and libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return _kept
 
 
 def return_freed_pages() -> None:

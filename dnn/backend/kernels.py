@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import threading
 import types
 from collections.abc import Callable
 from types import ModuleType
@@ -52,16 +53,28 @@ KERNELS = {
 @functools.cache
 def _module(name: str) -> ModuleType | None:
     try:
-        import numba
+        import numba  # noqa: F401  (installed?)
     except ImportError:
         return None
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        # Numba's own thread pool: its default here, OpenMP, spins alongside PyTorch's
-        # OpenMP and the BLAS threads (reference CNN step, two BLAS threads: 22.8 ms with
-        # one kernel thread, 67.7 ms with two; the work queue: 20.1 and 19.5 ms). Chosen
-        # before the first parallel kernel starts the pool; NUMBA_THREADING_LAYER overrides.
-        numba.config.THREADING_LAYER = "workqueue"
     return importlib.import_module(f"dnn.backend.{name}")
+
+
+#: parallel launches one at a time: Numba's work queue aborts the process on concurrent ones
+_launch = threading.Lock()
+
+
+def _choose_threading_layer(numba: Any) -> None:
+    """Before dnn's first parallel launch (``dnn.set_num_threads(n > 1)``): Numba's work
+    queue, unless a layer was chosen (``NUMBA_THREADING_LAYER``, ``numba.config``) or the
+    pool already runs. Numba's default here, OpenMP, spins alongside PyTorch's OpenMP and
+    the BLAS threads (reference CNN step, two BLAS threads, two kernel threads: 67.7 ms
+    on OpenMP, 19.5 ms on the work queue). Nothing changes while dnn runs its serial
+    builds (the default), so a program's own Numba code keeps Numba's choice."""
+    from numba.np.ufunc import parallel
+
+    if (numba.config.THREADING_LAYER == "default" and "NUMBA_THREADING_LAYER" not in os.environ
+            and not parallel._is_initialized):
+        numba.config.THREADING_LAYER = "workqueue"
 
 
 def get(name: str, dtype: Any) -> Callable[..., Any] | None:
@@ -98,9 +111,11 @@ def spread(fn: Callable[..., Any]) -> Callable[..., Any]:
         count = threads.num_threads()
         if count == 1:
             return serial(*args)
-        count = min(count, numba.config.NUMBA_NUM_THREADS)
-        if numba.get_num_threads() != count:
-            numba.set_num_threads(count)
-        return parallel(*args)
+        with _launch:
+            _choose_threading_layer(numba)
+            count = min(count, numba.config.NUMBA_NUM_THREADS)
+            if numba.get_num_threads() != count:
+                numba.set_num_threads(count)
+            return parallel(*args)
 
     return run

@@ -34,6 +34,8 @@ def _memory_order(a: np.ndarray) -> np.ndarray:
 
 def relu_grad(y: np.ndarray, grad: np.ndarray) -> np.ndarray:
     """g · [y > 0], laid out in memory as ``y``."""
+    if grad.shape != y.shape:  # the loop below reads both without bounds checks
+        raise ValueError(f"relu_grad: the gradient {grad.shape} must have the shape of y {y.shape}")
     if _memory_order(y) is None:  # y is a strided view: a compact copy
         y = np.ascontiguousarray(y)
     if grad.strides != y.strides or _memory_order(grad) is None:  # g in y's layout

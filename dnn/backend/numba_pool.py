@@ -106,6 +106,9 @@ def max_pool2d_grad(grad: np.ndarray, index: np.ndarray, input_shape: tuple[int,
                     padding: tuple[int, int]) -> np.ndarray:
     """dL/dx (N, C, H, W), channels-last in memory, from g = dL/dy and the forward's index."""
     n, c, h, w = input_shape
+    if grad.shape != index.shape or tuple(grad.shape[:2]) != (n, c):  # no bounds checks below
+        raise ValueError(f"max_pool2d_grad: the gradient {grad.shape} and the index "
+                         f"{index.shape} must both be the output shape of an input {input_shape}")
     oh, ow = grad.shape[2], grad.shape[3]
     # windows side by side, no padding: every covered pixel is written once, so only the
     # rows and columns past the last window need zeros

@@ -88,7 +88,7 @@ def im2col(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
     n, c = x.shape[0], x.shape[1]
     shape = (n * out_size[0] * out_size[1], kernel[0] * kernel[1] * c)
     if (out is None or tuple(out.shape) != shape or out.dtype != x.dtype
-            or not out.flags.c_contiguous):
+            or not out.flags.c_contiguous or not out.flags.writeable):
         out = np.empty(shape, dtype=x.dtype)
     _im2col_nhwc(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), out, *out_size, *kernel,
                  *stride, padding[0], padding[2], *dilation)
@@ -101,6 +101,10 @@ def col2im(cols: np.ndarray, input_shape: tuple[int, ...], kernel: tuple[int, in
     """dx (N, C, H, W), channels-last in memory, from the (N·OH·OW, kh·kw·C) rows ``cols``;
     ``padding`` is (top, bottom, left, right)."""
     n, c, h, w = input_shape
+    rows = (n * out_size[0] * out_size[1], kernel[0] * kernel[1] * c)
+    if tuple(cols.shape) != rows:  # the loops below read cols without bounds checks
+        raise ValueError(f"col2im: expected {rows} window rows for an input {input_shape}, "
+                         f"got {tuple(cols.shape)}")
     dx = np.empty((n, h, w, c), dtype=cols.dtype)
     _col2im_nhwc(np.ascontiguousarray(cols), dx, *out_size, *kernel, *stride, padding[0],
                  padding[2], *dilation)

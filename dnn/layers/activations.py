@@ -36,7 +36,7 @@ class ReLU(Layer):
 
     def backward_with(self, ctx: Context, grad: Any) -> Any:
         fused = backend.library.fused("relu_grad", grad.dtype)
-        if fused is not None and ctx.y.dtype == grad.dtype:  # one compiled pass
+        if fused is not None and ctx.y.dtype == grad.dtype and ctx.y.shape == grad.shape:
             return fused(ctx.y, grad)
         return windows.masked(ctx.y > 0, grad)  # g·[y > 0], branch-free
 

@@ -292,8 +292,9 @@ class _ConvND(Layer):
         g = self._rows(g4)
         self._add_bias_grad(g)
         dw4 = self._unflat_kernel(self._weight_gemm(g, cols)) if self.weight.trainable else None
-        # dW₂ has read the im2col rows: G @ W₂ may overwrite them
-        dx4 = self._fold_gemm(g, w2, ctx.x_shape, scratch=cols if self.groups == 1 else None) \
+        # dW₂ has read the im2col rows: G @ W₂ may overwrite them (where it has their dtype)
+        spare = self.groups == 1 and cols.dtype == g.dtype == w2.dtype
+        dx4 = self._fold_gemm(g, w2, ctx.x_shape, scratch=cols if spare else None) \
             if ctx.needs_input_grad else None
         del ctx.cols  # the buffer is free again: the next forward writes into it
         backend.library.give_workspace(cols)

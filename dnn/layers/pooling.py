@@ -32,6 +32,7 @@ from typing import Any
 
 from dnn import backend
 from dnn.backend import windows
+from dnn.errors import ShapeError
 from dnn.layers.base import Context, Layer, register
 from dnn.layers.conv_base import check_nchw, pair
 
@@ -52,6 +53,11 @@ class _Pool2D(Layer):
                     f"{name}: padding must be at most half the kernel size, got padding="
                     f"{padding!r} for kernel_size={kernel_size!r}"
                 )
+
+    def _check_grad(self, ctx: Context, grad: Any) -> None:
+        if tuple(grad.shape) != ctx.out_shape:
+            raise ShapeError(f"{self.describe()}.backward: expected a gradient of the output's "
+                             f"shape {ctx.out_shape}, got {tuple(grad.shape)}")
 
     def _windows(self, x: Any, pad_value: float) -> tuple[list[Any], tuple[int, ...]]:
         check_nchw(self, x, None, self.kernel_size, self.padding)
@@ -80,9 +86,12 @@ class MaxPool2D(_Pool2D):
         fused = backend.library.fused("max_pool2d", x.dtype)
         if fused is not None:  # the same maximum and arg-max in one compiled pass
             check_nchw(self, x, None, self.kernel_size, self.padding)
-            out_size = self.output_shape(tuple(x.shape))[2:]
-            best, ctx.index = fused(x, self.kernel_size, self.stride, self.padding, out_size)
-            ctx.input_shape, ctx.padded_shape = tuple(x.shape), None
+            out_shape = self.output_shape(tuple(x.shape))
+            best, ctx.index = fused(x, self.kernel_size, self.stride, self.padding, out_shape[2:])
+            n, c, h, w = x.shape
+            ph, pw = self.padding
+            ctx.input_shape, ctx.out_shape = tuple(x.shape), out_shape
+            ctx.padded_shape = (n, c, h + 2 * ph, w + 2 * pw)
             return best
         pieces, padded_shape = self._windows(x, float("-inf"))
         count = len(pieces)
@@ -98,14 +107,19 @@ class MaxPool2D(_Pool2D):
         if count == 1:
             best = best * 1.0  # a copy, never a view of the input
             index = xp.zeros(tuple(best.shape), dtype=index_dtype)
-        ctx.index, ctx.padded_shape = index, padded_shape
+        ctx.index, ctx.padded_shape, ctx.input_shape = index, padded_shape, None
+        ctx.out_shape = tuple(best.shape)
         return best
 
     def backward_with(self, ctx: Context, grad: Any) -> Any:
+        self._check_grad(ctx, grad)
         index, padded_shape = ctx.index, ctx.padded_shape
-        if padded_shape is None:  # the fused forward: its backward routes g in one pass
-            return backend.library.fused("max_pool2d_grad", grad.dtype)(
-                grad, index, ctx.input_shape, self.kernel_size, self.stride, self.padding)
+        # after the fused forward, its backward routes g in one pass (the portable one
+        # below reads the same index where the kernel does not serve g's dtype)
+        fused = backend.library.fused("max_pool2d_grad", grad.dtype) \
+            if ctx.input_shape is not None else None
+        if fused is not None:
+            return fused(grad, index, ctx.input_shape, self.kernel_size, self.stride, self.padding)
         count = self.kernel_size[0] * self.kernel_size[1]
         pieces = (windows.masked(index == t, grad) for t in range(count))
         dx = windows.fold_slices(pieces, padded_shape, self.kernel_size, self.stride, like=grad)
@@ -122,9 +136,12 @@ class AvgPool2D(_Pool2D):
         for piece in pieces[1:]:
             total = total + piece
         ctx.padded_shape = padded_shape
-        return total * (1.0 / len(pieces))
+        y = total * (1.0 / len(pieces))
+        ctx.out_shape = tuple(y.shape)
+        return y
 
     def backward_with(self, ctx: Context, grad: Any) -> Any:
+        self._check_grad(ctx, grad)
         padded_shape = ctx.padded_shape
         count = self.kernel_size[0] * self.kernel_size[1]
         share = grad * (1.0 / count)

@@ -237,10 +237,10 @@ class Optimizer:
         groups = flat_groups(params)
         if self.gradient_accumulation_steps > 1 and not self._accumulate(groups):
             return
-        if self.schedule is not None:
-            self.lr = self._checked_lr(self.schedule(self.iterations))
-        elif not (self.lr >= 0.0 and self.lr != math.inf):  # set by hand or a callback
-            self._checked_lr(self.lr)
+        # a Python float whatever was set (an int, a NumPy scalar): every update path then
+        # rounds it the same way
+        self.lr = self._checked_lr(self.schedule(self.iterations) if self.schedule is not None
+                                   else self.lr)
         self.iterations += 1
         if self.clipvalue is not None or self.clipnorm is not None:
             self._clip([g.grad for g in groups])
