@@ -98,6 +98,8 @@ WINDOWS = [  # kernel, stride, padding (t, b, l, r), dilation, input (N, C, H, W
     ((2, 4), (1, 3), (0, 1, 2, 1), (1, 1), (3, 2, 6, 9)),
     ((3, 2), (1, 1), (2, 2, 1, 1), (2, 3), (2, 5, 8, 9)),
     ((1, 1), (1, 1), (0, 0, 0, 0), (1, 1), (2, 7, 3, 4)),
+    ((3, 3), (1, 1), (1, 1, 1, 1), (1, 1), (2, 17, 5, 6)),  # the compiled im2col's range
+    ((3, 3), (2, 1), (1, 0, 0, 1), (1, 2), (2, 1, 7, 8)),   # one channel: NumPy's col2im
 ]
 
 
@@ -107,20 +109,28 @@ def test_im2col_and_col2im_give_the_bits_of_the_portable_path(monkeypatch, kerne
                                                               padding, dilation, shape, dtype):
     rng = np.random.default_rng(1)
     x = rng.standard_normal(shape).astype(dtype)
-    fused_cols = windows.im2col(x, kernel, stride, padding, dilation=dilation)
+    _, oh, ow = windows._padded_geometry(shape, kernel, stride, padding, dilation)
+    args = (kernel, stride, windows.sides(padding), (oh, ow), dilation)
+    compiled_im2col, compiled_col2im = kernels.get("im2col", dtype), kernels.get("col2im", dtype)
+    fused_cols = compiled_im2col(x, *args, None)
     portable_cols = _portable(monkeypatch, lambda: windows.im2col(x, kernel, stride, padding,
                                                                   dilation=dilation))
     np.testing.assert_array_equal(fused_cols, portable_cols)
     # a reused buffer is overwritten in place, padding zeros included
     spare = np.full(fused_cols.shape, 7.0, dtype=dtype)
-    assert windows.im2col(x, kernel, stride, padding, spare, dilation=dilation) is spare
+    assert compiled_im2col(x, *args, spare) is spare
     np.testing.assert_array_equal(spare, portable_cols)
     cols = rng.standard_normal(fused_cols.shape).astype(dtype)
-    fused_dx = windows.col2im(cols, shape, kernel, stride, padding, dilation=dilation)
+    fused_dx = compiled_col2im(cols, shape, *args)
     portable_dx = _portable(monkeypatch, lambda: windows.col2im(cols, shape, kernel, stride,
                                                                 padding, dilation=dilation))
     assert fused_dx.shape == portable_dx.shape == shape
     np.testing.assert_array_equal(fused_dx, portable_dx)
+    # the layers' entry points pick the compiled kernels where they are the faster ones
+    np.testing.assert_array_equal(windows.im2col(x, kernel, stride, padding, dilation=dilation),
+                                  portable_cols)
+    np.testing.assert_array_equal(windows.col2im(cols, shape, kernel, stride, padding,
+                                                 dilation=dilation), portable_dx)
 
 
 CONVS = [
