@@ -237,6 +237,24 @@ def test_the_cells_tanh_is_within_rounding_of_the_exact_one():
     np.testing.assert_array_equal(special[1:], np.array([1, -1, 0, 1e-6, 1], np.float32))
 
 
+def _assert_recurrent_paths_agree(monkeypatch, layer, x, state, grad):
+    """Output, input gradient, parameter gradients and the initial state's gradient of
+    ``layer`` agree, fused and portable, to float32 rounding (the cells' tanh)."""
+    def run():
+        ctx = Context()
+        y = layer.forward_with(ctx, x, training=True, initial_state=state)
+        with backward_pass():
+            dx = layer.backward_with(ctx, grad)
+        states = ctx.grad_initial_state
+        return [np.array(y), np.array(dx), *[np.array(p.grad) for p in layer.parameters()],
+                *[np.array(s) for s in (states if isinstance(states, tuple) else (states,))]]
+
+    fused, portable = run(), _portable(monkeypatch, run)
+    for a, b in zip(fused, portable, strict=True):
+        assert a.dtype == b.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+
+
 @pytest.mark.parametrize("return_sequences", [False, True])
 @pytest.mark.parametrize("with_state", [False, True])
 def test_the_fused_lstm_cell_agrees_with_the_portable_one(monkeypatch, return_sequences,
@@ -248,19 +266,7 @@ def test_the_fused_lstm_cell_agrees_with_the_portable_one(monkeypatch, return_se
     state = tuple(rng.standard_normal((4, 7)).astype(np.float32) for _ in range(2)) \
         if with_state else None
     grad = rng.standard_normal((4, 9, 7) if return_sequences else (4, 7)).astype(np.float32)
-
-    def run():
-        ctx = Context()
-        y = layer.forward_with(ctx, x, training=True, initial_state=state)
-        with backward_pass():
-            dx = layer.backward_with(ctx, grad)
-        return [np.array(y), np.array(dx), *[np.array(p.grad) for p in layer.parameters()],
-                *[np.array(s) for s in ctx.grad_initial_state]]
-
-    fused, portable = run(), _portable(monkeypatch, run)
-    for a, b in zip(fused, portable, strict=True):
-        assert a.dtype == b.dtype == np.float32
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    _assert_recurrent_paths_agree(monkeypatch, layer, x, state, grad)
 
 
 @pytest.mark.parametrize("return_sequences", [False, True])
@@ -273,19 +279,7 @@ def test_the_fused_gru_cell_agrees_with_the_portable_one(monkeypatch, return_seq
     x = rng.standard_normal((3, 8, 6)).astype(np.float32)
     state = rng.standard_normal((3, 5)).astype(np.float32)
     grad = rng.standard_normal((3, 8, 5) if return_sequences else (3, 5)).astype(np.float32)
-
-    def run():
-        ctx = Context()
-        y = layer.forward_with(ctx, x, training=True, initial_state=state)
-        with backward_pass():
-            dx = layer.backward_with(ctx, grad)
-        return [np.array(y), np.array(dx), *[np.array(p.grad) for p in layer.parameters()],
-                np.array(ctx.grad_initial_state)]
-
-    fused, portable = run(), _portable(monkeypatch, run)
-    for a, b in zip(fused, portable, strict=True):
-        assert a.dtype == b.dtype == np.float32
-        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)
+    _assert_recurrent_paths_agree(monkeypatch, layer, x, state, grad)
 
 
 def test_float64_lstms_keep_the_portable_cell(monkeypatch):

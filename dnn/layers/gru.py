@@ -74,28 +74,26 @@ class GRU(Recurrent):
                 backend.library.matmul_into(hs[t, ...], w_hh, out=u)
                 cell(u, b_hh, xw[t, ...], hs[t, ...], gates[t, ...], cands[t, ...],
                      u_ns[t, ...], hs[t + 1, ...])
-            ctx.x_tm, ctx.hs, ctx.batch, ctx.steps = x_tm, hs, batch, steps
-            ctx.gates, ctx.cands, ctx.u_ns = gates, cands, u_ns
-            return self._outputs(hs)
-        gates, cands, u_ns = [], [], []
-        for t in range(steps):
-            u = h @ w_hh
-            u += b_hh
-            a = xw[t, ...]
-            rz = xp.tanh(a[:, :2 * hsz] + u[:, :2 * hsz])
-            rz *= 0.5
-            rz += 0.5
-            u_n = u[:, 2 * hsz:]
-            n = rz[:, :hsz] * u_n
-            n += a[:, 2 * hsz:]
-            n = xp.tanh(n)
-            h = h - n
-            h *= rz[:, hsz:]
-            h += n
-            hs[t + 1, ...] = h
-            gates.append(rz)
-            cands.append(n)
-            u_ns.append(u_n)
+        else:
+            gates, cands, u_ns = [], [], []
+            for t in range(steps):
+                u = h @ w_hh
+                u += b_hh
+                a = xw[t, ...]
+                rz = xp.tanh(a[:, :2 * hsz] + u[:, :2 * hsz])
+                rz *= 0.5
+                rz += 0.5
+                u_n = u[:, 2 * hsz:]
+                n = rz[:, :hsz] * u_n
+                n += a[:, 2 * hsz:]
+                n = xp.tanh(n)
+                h = h - n
+                h *= rz[:, hsz:]
+                h += n
+                hs[t + 1, ...] = h
+                gates.append(rz)
+                cands.append(n)
+                u_ns.append(u_n)
         ctx.x_tm, ctx.hs, ctx.batch, ctx.steps = x_tm, hs, batch, steps
         ctx.gates, ctx.cands, ctx.u_ns = gates, cands, u_ns
         return self._outputs(hs)

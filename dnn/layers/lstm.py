@@ -94,26 +94,24 @@ class LSTM(Recurrent):
                 backend.library.matmul_into(hs[t, ...], w_hh, out=z)
                 cell(z, xw[t, ...], cells[t, ...], acts[t, ...], cells[t + 1, ...],
                      tanh_cells[t, ...], hs[t + 1, ...])
-            ctx.x_tm, ctx.hs, ctx.batch, ctx.steps = x_tm, hs, batch, steps
-            ctx.acts, ctx.cells, ctx.tanh_cells = acts, cells, tanh_cells
-            return self._outputs(hs)
-        acts, cells, tanh_cells = [], [c], []
-        for t in range(steps):
-            z = h @ w_hh
-            z += xw[t, ...]
-            act = xp.tanh(z)
-            act *= a
-            act += off
-            i, f = act[:, :hsz], act[:, hsz:2 * hsz]
-            g, o = act[:, 2 * hsz:3 * hsz], act[:, 3 * hsz:]
-            c = f * c
-            c += i * g
-            tc = xp.tanh(c)
-            h = o * tc
-            hs[t + 1, ...] = h
-            acts.append(act)
-            cells.append(c)
-            tanh_cells.append(tc)
+        else:
+            acts, cells, tanh_cells = [], [c], []
+            for t in range(steps):
+                z = h @ w_hh
+                z += xw[t, ...]
+                act = xp.tanh(z)
+                act *= a
+                act += off
+                i, f = act[:, :hsz], act[:, hsz:2 * hsz]
+                g, o = act[:, 2 * hsz:3 * hsz], act[:, 3 * hsz:]
+                c = f * c
+                c += i * g
+                tc = xp.tanh(c)
+                h = o * tc
+                hs[t + 1, ...] = h
+                acts.append(act)
+                cells.append(c)
+                tanh_cells.append(tc)
         ctx.x_tm, ctx.hs, ctx.batch, ctx.steps = x_tm, hs, batch, steps
         ctx.acts, ctx.cells, ctx.tanh_cells = acts, cells, tanh_cells
         return self._outputs(hs)
