@@ -30,7 +30,6 @@ import os
 import threading
 import types
 from collections.abc import Callable
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -51,7 +50,7 @@ KERNELS = {
 
 
 @functools.cache
-def _module(name: str) -> ModuleType | None:
+def _module(name: str) -> types.ModuleType | None:
     try:
         import numba  # noqa: F401  (installed?)
     except ImportError:
