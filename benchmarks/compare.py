@@ -299,11 +299,14 @@ def gemm_floor(shapes: list[tuple[int, int, int, int]]) -> Callable[[], None]:
 
 # ---------------------------------------------------------------- the harness
 def alternate(contenders: dict[str, Callable[[], float]], repeats: int,
-              only: dict[str, int] | None = None) -> dict[str, list[float]]:
+              only: dict[str, int] | None = None,
+              threads: int | None = None) -> dict[str, list[float]]:
     """Run each contender once per round, rounds after rounds; a warm-up round first.
-    ``only`` caps the rounds of slow contenders (name -> rounds)."""
+    ``only`` caps the rounds of slow contenders (name -> rounds); ``threads``: checked
+    after every run (:func:`_hold_threads`)."""
     for fn in contenders.values():
         fn()
+        _hold_threads(threads)
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for r in range(repeats):
         names = list(contenders)
@@ -312,7 +315,23 @@ def alternate(contenders: dict[str, Callable[[], float]], repeats: int,
             if only and name in only and len(times[name]) >= only[name]:
                 continue
             times[name].append(contenders[name]())
+            _hold_threads(threads)
     return times
+
+
+def _hold_threads(threads: int | None) -> None:
+    """Fail if a contender changed PyTorch's thread count. Another OpenMP user in the
+    process can do it: starting Numba's OpenMP pool set ``torch.get_num_threads()`` from 1
+    to 2, so a "1-thread" torch CNN step took 18.0 ms instead of 28.2 ms (which is how
+    this harness's earlier 1-thread torch figures came out too fast)."""
+    if threads is None:
+        return
+    import torch
+
+    if torch.get_num_threads() != threads:
+        raise RuntimeError(f"benchmarks.compare: PyTorch now runs on {torch.get_num_threads()} "
+                           f"threads, not the {threads} this run measures; a contender "
+                           "changed the OpenMP thread count, and its figures would be wrong")
 
 
 def run(repeats: int = 5, synthetic: bool = False, steps: int = 10, sklearn: bool = True,
@@ -332,11 +351,11 @@ def run(repeats: int = 5, synthetic: bool = False, steps: int = 10, sklearn: boo
     if sklearn:
         mlp["sklearn"] = sklearn_mlp(x, y)
         only["sklearn"] = max(3, repeats // 2)
-    results["mlp"] = _summary(alternate(mlp, repeats, only))
+    results["mlp"] = _summary(alternate(mlp, repeats, only, threads))
     if layer_available("Conv2D") and layer_available("MaxPool2D") and layer_available("Flatten"):
-        results["cnn"] = _summary(alternate(cnn_contenders(steps), repeats))
+        results["cnn"] = _summary(alternate(cnn_contenders(steps), repeats, threads=threads))
     if layer_available("LSTM"):
-        results["lstm"] = _summary(alternate(lstm_contenders(steps), repeats))
+        results["lstm"] = _summary(alternate(lstm_contenders(steps), repeats, threads=threads))
     return results
 
 
