@@ -79,10 +79,18 @@ def _choose_threading_layer(numba: Any) -> None:
 def get(name: str, dtype: Any) -> Callable[..., Any] | None:
     """The fused kernel ``name`` (a key of :data:`KERNELS`) for arrays of ``dtype``, or None
     (not a dtype it serves — float16, integers —, no Numba, or ``DNN_FUSED=0``)."""
+    if os.environ.get("DNN_FUSED", "1") == "0":
+        return None
+    return _lookup(name, dtype)
+
+
+@functools.cache
+def _lookup(name: str, dtype: Any) -> Callable[..., Any] | None:
+    """:func:`get` once per (name, dtype): the layers ask on every call."""
     if name not in KERNELS:
         raise ValueError(f"dnn.backend.kernels: no kernel {name!r}; known: {sorted(KERNELS)}")
     module_name, dtypes = KERNELS[name]
-    if os.environ.get("DNN_FUSED", "1") == "0" or str(np.dtype(dtype)) not in dtypes:
+    if np.dtype(dtype).name not in dtypes:
         return None
     module = _module(module_name)
     return None if module is None else getattr(module, name)

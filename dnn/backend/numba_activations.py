@@ -27,6 +27,8 @@ def _relu_grad(y: Any, grad: Any, out: Any) -> None:
 
 def _memory_order(a: np.ndarray) -> np.ndarray:
     """``a``'s elements in memory order as a 1-D view, or None when they are not one block."""
+    if a.flags.c_contiguous:
+        return a.reshape(-1)
     order = np.argsort([-abs(s) for s in a.strides], kind="stable")
     flat = a.transpose(order)
     return flat.reshape(-1) if flat.flags.c_contiguous else None
