@@ -28,16 +28,17 @@ from dnn.backend.numba_lstm import _tanh
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _cell(u: Any, b_hh: Any, a: Any, h_prev: Any, rz: Any, n: Any, u_n: Any, h: Any) -> None:
+def _cell(u: Any, b_hh: Any, xw: Any, b_ih: Any, h_prev: Any, rz: Any, n: Any, u_n: Any,
+          h: Any) -> None:
     batch, hsz = h.shape
     half = u.dtype.type(0.5)
-    for b in range(batch):
+    for b in range(batch):  # a = x_t W_ih + b_ih, summed as the portable path does
         for j in range(2 * hsz):
-            rz[b, j] = half * _tanh(a[b, j] + (u[b, j] + b_hh[j])) + half
+            rz[b, j] = half * _tanh((xw[b, j] + b_ih[j]) + (u[b, j] + b_hh[j])) + half
         for k in range(hsz):
             u_n[b, k] = u[b, 2 * hsz + k] + b_hh[2 * hsz + k]
         for k in range(hsz):
-            n[b, k] = _tanh(rz[b, k] * u_n[b, k] + a[b, 2 * hsz + k])
+            n[b, k] = _tanh(rz[b, k] * u_n[b, k] + (xw[b, 2 * hsz + k] + b_ih[2 * hsz + k]))
         for k in range(hsz):
             h[b, k] = (h_prev[b, k] - n[b, k]) * rz[b, hsz + k] + n[b, k]
 
@@ -63,11 +64,12 @@ def _cell_grad(dh: Any, rz: Any, n: Any, h_prev: Any, u_n: Any, da: Any, du: Any
             dh_z[b, k] = dh[b, k] * rz[b, hsz + k]
 
 
-def gru_cell(u: np.ndarray, b_hh: np.ndarray, a: np.ndarray, h_prev: np.ndarray, rz: np.ndarray,
-             n: np.ndarray, u_n: np.ndarray, h: np.ndarray) -> None:
+def gru_cell(u: np.ndarray, b_hh: np.ndarray, xw: np.ndarray, b_ih: np.ndarray,
+             h_prev: np.ndarray, rz: np.ndarray, n: np.ndarray, u_n: np.ndarray,
+             h: np.ndarray) -> None:
     """One step forward: writes [r | z] (B, 2H), n, u_n = u_n + b_hn and h_t (B, H) from
-    u = h_{t-1} @ W_hh (B, 3H), b_hh, the step's input projection a (B, 3H) and h_{t-1}."""
-    _cell(u, b_hh, a, h_prev, rz, n, u_n, h)
+    u = h_{t-1} @ W_hh (B, 3H), b_hh, the step's x_t @ W_ih (B, 3H), b_ih and h_{t-1}."""
+    _cell(u, b_hh, xw, b_ih, h_prev, rz, n, u_n, h)
 
 
 def gru_cell_grad(dh: np.ndarray, rz: np.ndarray, n: np.ndarray, h_prev: np.ndarray,

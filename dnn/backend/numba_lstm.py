@@ -4,7 +4,7 @@
 the columns pre-scaled by s = [½, ½, 1, ½], the one-tanh trick of its docstring) and then
 the cell, which written with NumPy ufuncs is a dozen small passes, each a Python call:
 
-    act = a ⊙ tanh(z + xw_t) + c₀          i, f, g, o = the four blocks of act
+    act = a ⊙ tanh(z + (x_t W_ih + b)) + c₀          i, f, g, o = the four blocks of act
     c_t = f ⊙ c_{t-1} + i ⊙ g,   tanh(c_t),   h_t = o ⊙ tanh(c_t)
 
 and backward, from dh and the dc carried from step t+1:
@@ -77,13 +77,13 @@ def _tanh_array(x: Any) -> Any:
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _cell(z: Any, xw: Any, c_prev: Any, act: Any, c: Any, tc: Any, h: Any) -> None:
+def _cell(z: Any, xw: Any, bias: Any, c_prev: Any, act: Any, c: Any, tc: Any, h: Any) -> None:
     # one simple loop per formula and row (each vectorises; one loop doing all would not)
     batch, hsz = c.shape
     half, zero = z.dtype.type(0.5), z.dtype.type(0)
     for b in range(batch):
-        for j in range(4 * hsz):
-            act[b, j] = _tanh(z[b, j] + xw[b, j])
+        for j in range(4 * hsz):  # z + (x_t W + b): the portable path's order of the sums
+            act[b, j] = _tanh(z[b, j] + (xw[b, j] + bias[j]))
         for j in range(2 * hsz):  # i, f: σ(u) = ½·tanh(½u) + ½
             act[b, j] = half * act[b, j] + half
         for j in range(2 * hsz, 3 * hsz):  # g: tanh itself (+ 0, as the portable offset)
@@ -125,11 +125,11 @@ def _cell_grad(dh: Any, dc_next: Any, carried: bool, act: Any, tc: Any, h: Any, 
             dc_prev[b, k] = dc_prev[b, k] * act[b, hsz + k]
 
 
-def lstm_cell(z: np.ndarray, xw: np.ndarray, c_prev: np.ndarray, act: np.ndarray,
-              c: np.ndarray, tc: np.ndarray, h: np.ndarray) -> None:
+def lstm_cell(z: np.ndarray, xw: np.ndarray, bias: np.ndarray, c_prev: np.ndarray,
+              act: np.ndarray, c: np.ndarray, tc: np.ndarray, h: np.ndarray) -> None:
     """One step forward: writes act (B, 4H), c_t, tanh(c_t) and h_t (B, H) from the scaled
-    pre-activations z + xw (B, 4H) and c_{t-1}."""
-    _cell(z, xw, c_prev, act, c, tc, h)
+    pre-activations z + (xw + b) (B, 4H) and c_{t-1}."""
+    _cell(z, xw, bias, c_prev, act, c, tc, h)
 
 
 def lstm_cell_grad(dh: np.ndarray, dc: np.ndarray | None, act: np.ndarray, tc: np.ndarray,

@@ -126,12 +126,14 @@ class Recurrent(Layer):
     # ----------------------------------------------------------------- shared GEMMs
     def _project_inputs(self, x: Any, weight: Any, bias: Any) -> tuple[Any, Any]:
         """X (T·B, in) time-major and XW = X @ weight + bias as (T, B, k·H), one GEMM
-        (``weight`` is W_ih, or W_ih with its columns scaled)."""
+        (``weight`` is W_ih, or W_ih with its columns scaled; ``bias`` None: left out, for a
+        fused cell that adds it on its own pass)."""
         xp = backend.xp
         b, t, _ = x.shape
         x_tm = xp.reshape(xp.permute_dims(x, (1, 0, 2)), (t * b, self.input_size))
         xw = x_tm @ weight
-        xw += bias
+        if bias is not None:
+            xw += bias
         return x_tm, xp.reshape(xw, (t, b, self.gates * self.hidden_size))
 
     def _recurrent_t(self) -> Any:
