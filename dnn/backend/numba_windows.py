@@ -23,6 +23,10 @@ is one task that zeroes its own channels-last block and adds its windows' rows i
 channels innermost (contiguous on both sides). The windows are visited from the last to
 the first, so that every pixel receives its contributions in increasing tap order, as
 the tap-by-tap passes add them: the two give the same bits.
+
+Measured on 64×32×14×14, 3×3 windows, float32, one thread: im2col 0.96 → 0.68 ms,
+col2im 3.77 → 0.93 ms. With few channels NumPy's strided copy is the faster im2col, so
+:func:`dnn.backend.windows.im2col` calls this one from 16 channels on (col2im from 2).
 """
 
 from __future__ import annotations
